@@ -1,0 +1,290 @@
+"""Reads and validates the operator's configuration folder, whole, once.
+
+``config/meldpunt.yaml`` is the main file; it names the routing rules file. Every error is reported
+with its file, YAML path and line, all at once, so an operator can fix them in one go. Secrets are
+never written in YAML: values may reference the environment as ``${VAR}`` or ``${VAR:-default}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from meldpunt.yamlsource import YamlDocument, YamlError, expand_env, load_yaml_file
+from router.rules import RuleError, RuleSet, compile_rules
+
+DEFAULT_CONFIG = Path("config/meldpunt.yaml")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every error as ``file:line: path: text``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Town(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    reference_prefix: str = Field(default="MP", pattern=r"^[A-Za-z0-9]{1,10}$")
+    language: Literal["nl", "fr", "en"] = "nl"
+    timezone: str = "Europe/Brussels"
+
+
+class Department(_Strict):
+    id: str
+    name: str = Field(min_length=1)
+    email: str | None = None
+    lead_email: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError("use lower-case letters, digits, '-' or '_' (e.g. 'technical-service')")
+        return value
+
+
+class TimeSpan(_Strict):
+    start: time
+    end: time
+
+
+def _parse_spans(value: object) -> object:
+    if not isinstance(value, list):
+        return value
+    spans: list[object] = []
+    for item in value:
+        if isinstance(item, str):
+            m = _SPAN.match(item.strip())
+            if not m:
+                raise ValueError(f"'{item}' is not a time span like '08:30-12:00'")
+            start = time(int(m.group(1)), int(m.group(2)))
+            end_h, end_m = int(m.group(3)), int(m.group(4))
+            end = time(23, 59, 59) if end_h == 24 else time(end_h, end_m)
+            if end <= start:
+                raise ValueError(f"'{item}' ends before it starts")
+            spans.append({"start": start, "end": end})
+        else:
+            spans.append(item)
+    return spans
+
+
+Spans = Annotated[list[TimeSpan], Field(default_factory=list)]
+
+
+class OfficeHours(_Strict):
+    monday: Spans
+    tuesday: Spans
+    wednesday: Spans
+    thursday: Spans
+    friday: Spans
+    saturday: Spans
+    sunday: Spans
+    closed_days: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spans(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: (_parse_spans(v) if k in WEEKDAYS else v) for k, v in data.items()}
+        return data
+
+
+class WebFormChannel(_Strict):
+    enabled: bool = True
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    max_attachments: int = Field(default=5, ge=0, le=20)
+    allowed_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "image/heic",
+            "application/pdf",
+        ]
+    )
+    rate_limit_per_minute: int = Field(default=10, ge=1)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+
+class Channels(_Strict):
+    webform: WebFormChannel = Field(default_factory=WebFormChannel)
+
+
+class Intake(_Strict):
+    """How ingest batches durable writes and when a chat or call continues an open ticket."""
+
+    max_batch: int = Field(default=256, ge=1, le=5000)
+    conversation_window_hours: float = Field(default=24.0, gt=0)
+
+
+class Dispatch(_Strict):
+    interval_seconds: float = Field(default=2.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_seconds: float = Field(default=30.0, gt=0)
+    backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    send_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class RoutingRef(_Strict):
+    file: str = "routing.yaml"
+    tests: str | None = "routing.tests.yaml"
+
+
+class Settings(_Strict):
+    """The whole validated configuration, plus where it came from."""
+
+    town: Town
+    public_url: str = "http://127.0.0.1:8750"
+    database_url: str = "sqlite+aiosqlite:///var/meldpunt.db"
+    data_dir: str = "var"
+    secret_key: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    departments: list[Department] = Field(min_length=1)
+    default_department: str
+    office_hours: OfficeHours = Field(default_factory=lambda: OfficeHours.model_validate({}))
+    channels: Channels = Field(default_factory=Channels)
+    intake: Intake = Field(default_factory=Intake)
+    dispatch: Dispatch = Field(default_factory=Dispatch)
+    routing: RoutingRef = Field(default_factory=RoutingRef)
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _departments(self) -> Settings:
+        ids = [d.id for d in self.departments]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"department ids must be unique: {', '.join(dupes)}")
+        if self.default_department not in ids:
+            raise ValueError(
+                f"default_department '{self.default_department}' is not one of the departments"
+            )
+        return self
+
+    def department(self, dep_id: str) -> Department | None:
+        return next((d for d in self.departments if d.id == dep_id), None)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """Settings plus the compiled routing rules and the folder they came from."""
+
+    settings: Settings
+    rules: RuleSet
+    folder: Path
+    config_file: Path
+    rules_file: Path
+
+    @property
+    def data_dir(self) -> Path:
+        path = Path(self.settings.data_dir)
+        return path if path.is_absolute() else Path.cwd() / path
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``--config`` wins, then ``MELDPUNT_CONFIG``, then ``config/meldpunt.yaml``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MELDPUNT_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def _expand(value: object) -> object:
+    if isinstance(value, str):
+        return expand_env(value)
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value
+
+
+def _pydantic_problems(doc: YamlDocument, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+        # Errors raised in a model validator point at the model itself; a validator on a list
+        # field adds the item index. Either way the nearest known line is the best pointer.
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{doc.where(loc)}: {dotted}: {msg}")
+    return problems
+
+
+def load_settings(path: Path) -> tuple[Settings, YamlDocument]:
+    try:
+        doc = load_yaml_file(path)
+    except YamlError as exc:
+        raise ConfigError([str(exc)]) from None
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the file must be a mapping of settings"])
+    data = _expand(data)
+    assert isinstance(data, dict)
+    if url := os.environ.get("MELDPUNT_DATABASE_URL"):
+        data["database_url"] = url
+    if url := os.environ.get("MELDPUNT_PUBLIC_URL"):
+        data["public_url"] = url
+    if key := os.environ.get("MELDPUNT_SECRET_KEY"):
+        data["secret_key"] = key
+    try:
+        return Settings.model_validate(data), doc
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(doc, exc)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
+    """Load and validate the main file and the routing rules it names; raise ConfigError."""
+    config_file = config_path(path)
+    settings, _ = load_settings(config_file)
+    rules_file = config_file.parent / settings.routing.file
+    try:
+        rules_doc = load_yaml_file(rules_file)
+    except YamlError as exc:
+        raise ConfigError([str(exc)]) from None
+    try:
+        rules = compile_rules(
+            rules_doc.data,
+            file=str(rules_file),
+            line_of=rules_doc.line_of,
+            departments={d.id for d in settings.departments},
+            default_department=settings.default_department,
+        )
+    except RuleError as exc:
+        raise ConfigError(exc.problems) from None
+    return LoadedConfig(
+        settings=settings,
+        rules=rules,
+        folder=config_file.parent,
+        config_file=config_file,
+        rules_file=rules_file,
+    )

@@ -1,0 +1,237 @@
+"""Database tables. SQLModel classes for the inbox and API; ingest writes them through Core.
+
+Timestamps are stored as timezone-aware UTC. Enum-valued columns hold the enum's string value so
+rows stay readable with plain SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+# Stable constraint names make Alembic migrations reproducible on SQLite and PostgreSQL alike.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would otherwise hand back naive values)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    display_name: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=8)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ContactIdentity(SQLModel, table=True):
+    """One address of a contact: (kind, value) is unique across all contacts."""
+
+    __tablename__ = "contact_identities"
+    __table_args__ = (sa.UniqueConstraint("kind", "value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    kind: str = Field(max_length=16)
+    value: str = Field(max_length=320)
+
+
+class Ticket(SQLModel, table=True):
+    __tablename__ = "tickets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(max_length=32, unique=True)
+    kind: str = Field(max_length=16, index=True)
+    status: str = Field(max_length=16, index=True)
+    department: str = Field(max_length=64, index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="users.id")
+    priority: str = Field(max_length=16, default="normal")
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    origin_channel: str = Field(max_length=16, index=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    reply_channel: str | None = Field(default=None, max_length=16)
+    reply_address: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, max_length=300)
+    language: str | None = Field(default=None, max_length=8)
+    location_lat: float | None = None
+    location_lon: float | None = None
+    location_address: str | None = Field(default=None, max_length=300)
+    conversation: str | None = Field(default=None, max_length=200, index=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    resolved_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+class Message(SQLModel, table=True):
+    """A message on a ticket: inbound, outbound or an internal note.
+
+    ``external_id`` is the provider's id (inbound) or the id the provider gave our outbound
+    message; it is unique per channel, which is what drops redelivered webhooks.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (sa.UniqueConstraint("channel", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    direction: str = Field(max_length=8)
+    channel: str = Field(max_length=16)
+    external_id: str | None = Field(default=None, max_length=255)
+    author_user_id: int | None = Field(default=None, foreign_key="users.id")
+    sender: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, max_length=300)
+    text: str = Field(sa_column=Column(sa.Text, nullable=False))
+    html: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    delivery_status: str = Field(max_length=16)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class AttachmentRow(SQLModel, table=True):
+    """File metadata; the bytes live on disk under their SHA-256."""
+
+    __tablename__ = "attachments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=127)
+    size: int
+    sha256: str | None = Field(default=None, max_length=64, index=True)
+    removed_reason: str | None = Field(default=None, max_length=255)
+
+
+class TicketEvent(SQLModel, table=True):
+    """The history of a ticket: created, routed (with rule ids), transferred, status, replied."""
+
+    __tablename__ = "ticket_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    type: str = Field(max_length=32)
+    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class JournalEntry(SQLModel, table=True):
+    """Every raw delivery as received, written before the provider gets its answer.
+
+    ``state`` is ``processed``, ``duplicate``, ``pending`` (durable, not yet turned into a ticket:
+    recovered at start-up) or ``quarantined`` (could not be processed; ``error`` says why).
+    """
+
+    __tablename__ = "journal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    external_id: str = Field(max_length=255, index=True)
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    content_type: str = Field(max_length=127)
+    payload: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    envelope: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(max_length=16, index=True)
+    error: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    message_id: int | None = Field(default=None, foreign_key="messages.id")
+
+
+class OutboxRow(SQLModel, table=True):
+    """One message waiting to be sent, or sent. The dispatcher claims rows by ``next_attempt_at``.
+
+    ``reason`` tells staff why a row is still pending or why it failed.
+    """
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    purpose: str = Field(max_length=32)
+    channel: str = Field(max_length=16)
+    recipient: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, max_length=300)
+    body: str = Field(sa_column=Column(sa.Text, nullable=False))
+    state: str = Field(max_length=16, index=True)
+    reason: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(
+        sa_column=Column(UTCDateTime(), nullable=False, index=True)
+    )
+    claimed_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    provider_id: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    sent_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    name: str | None = Field(default=None, max_length=200)
+    role: str = Field(max_length=16)
+    departments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    password_hash: str | None = Field(default=None, max_length=255)
+    active: bool = True
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token; only its SHA-256 is stored, the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    name: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_used_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    revoked: bool = False
+
+
+class Counter(SQLModel, table=True):
+    """Named counters, e.g. the ticket reference sequence; allocated in blocks per batch."""
+
+    __tablename__ = "counters"
+
+    name: str = Field(primary_key=True, max_length=32)
+    value: int = 0

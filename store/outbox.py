@@ -1,0 +1,105 @@
+"""The durable outbox: queueing outbound messages and the dispatcher's claim/settle steps.
+
+Every outbound message (acknowledgement, staff reply, later notices and surveys) is a ``messages``
+row plus an ``outbox`` row, written in the caller's transaction, so a reply is never queued
+without its ticket history and never lost after the API answered.
+
+Rows move ``pending`` → ``sending`` (claimed, committed before the provider is called) →
+``sent`` or back to ``pending`` with a later ``next_attempt_at``, or ``failed`` after the last
+attempt. A row found ``sending`` after a crash may or may not have reached the provider; it is
+marked ``uncertain`` for staff to decide, never sent again on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.models import Message, OutboxRow
+
+MESSAGES = Message.__table__  # type: ignore[attr-defined]
+OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+
+PENDING, SENDING, SENT, FAILED, UNCERTAIN = "pending", "sending", "sent", "failed", "uncertain"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundDraft:
+    """An outbound message to queue on a ticket."""
+
+    ticket_id: int
+    channel: str
+    recipient: str | None
+    text: str
+    purpose: str
+    subject: str | None = None
+    author_user_id: int | None = None
+    reason: str | None = None
+
+
+async def queue_outbound(
+    conn: AsyncConnection, drafts: Sequence[OutboundDraft], now: datetime
+) -> list[tuple[int, int]]:
+    """Insert the message and outbox rows of ``drafts``; return (message id, outbox id) pairs.
+
+    A draft without a recipient is queued all the same, with its reason, so staff see it.
+    """
+    if not drafts:
+        return []
+    message_ids = (
+        await conn.execute(
+            sa.insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "ticket_id": d.ticket_id,
+                    "direction": "out",
+                    "channel": d.channel,
+                    "external_id": None,
+                    "author_user_id": d.author_user_id,
+                    "sender": None,
+                    "subject": d.subject,
+                    "text": d.text,
+                    "html": None,
+                    "delivery_status": PENDING,
+                    "created_at": now,
+                }
+                for d in drafts
+            ],
+        )
+    ).scalars().all()
+    outbox_ids = (
+        await conn.execute(
+            sa.insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "message_id": mid,
+                    "ticket_id": d.ticket_id,
+                    "purpose": d.purpose,
+                    "channel": d.channel,
+                    "recipient": d.recipient,
+                    "subject": d.subject,
+                    "body": d.text,
+                    "state": PENDING,
+                    "reason": d.reason
+                    or (None if d.recipient else "the citizen left no address on this channel"),
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "claimed_at": None,
+                    "provider_id": None,
+                    "created_at": now,
+                    "sent_at": None,
+                }
+                for mid, d in zip(message_ids, drafts, strict=True)
+            ],
+        )
+    ).scalars().all()
+    return list(zip(message_ids, outbox_ids, strict=True))
+
+
+def backoff(attempts: int, base: float, ceiling: float) -> timedelta:
+    """Exponential back-off: base, 2·base, 4·base … capped at ``ceiling`` seconds."""
+    return timedelta(seconds=min(ceiling, base * (2 ** max(0, attempts - 1))))
