@@ -211,3 +211,7 @@ class IntakeResult:
     duplicate: bool = False
     new_ticket: bool = True
     quarantined: bool = False
+
+
+class IntakeUnavailable(Exception):
+    """Nothing was stored (intake stopped, database down): the sender must retry later."""

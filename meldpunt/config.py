@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.webform import WebFormOptions
 from meldpunt.yamlsource import YamlDocument, YamlError, expand_env, load_yaml_file
 from router.rules import RuleError, RuleSet, compile_rules
 
@@ -112,26 +113,8 @@ class OfficeHours(_Strict):
         return data
 
 
-class WebFormChannel(_Strict):
-    enabled: bool = True
-    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
-    max_attachments: int = Field(default=5, ge=0, le=20)
-    allowed_types: list[str] = Field(
-        default_factory=lambda: [
-            "image/jpeg",
-            "image/png",
-            "image/gif",
-            "image/webp",
-            "image/heic",
-            "application/pdf",
-        ]
-    )
-    rate_limit_per_minute: int = Field(default=10, ge=1)
-    trusted_proxies: list[str] = Field(default_factory=list)
-
-
 class Channels(_Strict):
-    webform: WebFormChannel = Field(default_factory=WebFormChannel)
+    webform: WebFormOptions = Field(default_factory=WebFormOptions)
 
 
 class Intake(_Strict):

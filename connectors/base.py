@@ -1,0 +1,89 @@
+"""The one contract every channel implements: verify and parse inbound, send outbound.
+
+A connector knows its provider's formats and nothing else: it hands ``InboundMessage`` values to
+the ``IntakePort`` it is given and answers its provider once the port says the message is
+durable. It never touches the database. Adding a channel means adding one module here, its entry
+in the registry (``connectors/__init__.py``) and its tests.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import ClassVar, Protocol
+
+from aiohttp import web
+
+from ingest.files import AttachmentStore
+from ingest.model import Channel, InboundMessage, IntakeResult, OutboundMessage, SendResult
+
+
+class IntakePort(Protocol):
+    """What a connector may do with a parsed message: hand it to ingest and wait until durable."""
+
+    async def submit(self, message: InboundMessage) -> IntakeResult: ...
+
+
+class SendError(Exception):
+    """A provider refused or failed a send.
+
+    ``permanent`` means retrying cannot help (unknown recipient, rejected content); otherwise the
+    dispatcher retries with back-off.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the pipeline and the inbox may assume about a channel."""
+
+    can_send: bool
+    conversational: bool = False
+    reply_window: timedelta | None = None
+    attachments_in: bool = False
+    attachments_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """What the wiring gives every connector."""
+
+    intake: IntakePort
+    files: AttachmentStore
+    public_url: str
+    town_name: str
+    secret_key: bytes
+
+
+class Connector(abc.ABC):
+    """Base class of every channel connector."""
+
+    channel: ClassVar[Channel]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, context: ConnectorContext) -> None:
+        self.context = context
+
+    @property
+    def disabled_reason(self) -> str | None:
+        """Why the channel cannot run (missing credentials...), or None when it is live."""
+        return None
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """Public and webhook routes this channel serves, with absolute paths."""
+        return ()
+
+    async def start(self) -> None:
+        """Open long-lived resources (clients, pollers). Called once the app starts."""
+
+    async def stop(self) -> None:
+        """Release what ``start`` opened."""
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Deliver one outbound message; raise ``SendError`` when the provider fails."""
+        raise SendError(f"the {self.channel.value} channel cannot send messages", permanent=True)

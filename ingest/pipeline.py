@@ -1,0 +1,770 @@
+"""The intake pipeline: journal, dedupe, contact, thread, route, persist, acknowledge — batched.
+
+Connectors call ``Intake.submit`` and answer their client only when it returns, that is when the
+message is durable. One writer task per process takes whatever is waiting (up to ``max_batch``)
+and does the whole pipeline for that batch in one transaction with Core statements: one commit
+(one fsync) serves every message in the batch, which is what lets intake keep up with the HTTP
+layer (see RECIPES.md's performance facts). Should a batch fail, each message is retried alone,
+and one that still fails is journalled as quarantined with its error — never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import nh3
+import sqlalchemy as sa
+import structlog
+from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ingest.codec import message_to_envelope
+from ingest.identity import normalise_contact
+from ingest.model import (
+    Channel,
+    IdentityKind,
+    InboundMessage,
+    IntakeResult,
+    IntakeUnavailable,
+    Kind,
+    TicketStatus,
+)
+from router.rules import Decision, RoutingInput, RuleSet
+from store.models import (
+    AttachmentRow,
+    Contact,
+    ContactIdentity,
+    Counter as CounterRow,
+    JournalEntry,
+    Message,
+    Ticket,
+    TicketEvent,
+)
+from store.outbox import OutboundDraft, queue_outbound
+
+log = structlog.get_logger("meldpunt.ingest")
+
+CONTACTS = Contact.__table__  # type: ignore[attr-defined]
+IDENTITIES = ContactIdentity.__table__  # type: ignore[attr-defined]
+TICKETS = Ticket.__table__  # type: ignore[attr-defined]
+MESSAGES = Message.__table__  # type: ignore[attr-defined]
+ATTACHMENTS = AttachmentRow.__table__  # type: ignore[attr-defined]
+EVENTS = TicketEvent.__table__  # type: ignore[attr-defined]
+JOURNAL = JournalEntry.__table__  # type: ignore[attr-defined]
+COUNTERS = CounterRow.__table__  # type: ignore[attr-defined]
+
+OPEN_STATES = (TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value)
+REFERENCE_COUNTER = "ticket_reference"
+
+INTAKE_MESSAGES = Counter(
+    "meldpunt_intake_messages_total",
+    "Inbound messages handled by ingest, by channel and outcome.",
+    ["channel", "outcome"],
+)
+INTAKE_BATCH = Histogram(
+    "meldpunt_intake_batch_size",
+    "Messages committed together in one intake transaction.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+INTAKE_SECONDS = Histogram(
+    "meldpunt_intake_commit_seconds",
+    "Time to process and commit one intake batch.",
+)
+
+# Which identity kind a channel's sender address is, so a reply can go back the same way.
+CHANNEL_IDENTITY: dict[Channel, IdentityKind] = {
+    Channel.EMAIL: IdentityKind.EMAIL,
+    Channel.WEBFORM: IdentityKind.EMAIL,
+    Channel.APP: IdentityKind.EMAIL,
+    Channel.SMS: IdentityKind.PHONE,
+    Channel.WHATSAPP: IdentityKind.PHONE,
+    Channel.VOICE: IdentityKind.PHONE,
+    Channel.TELEGRAM: IdentityKind.TELEGRAM,
+    Channel.MESSENGER: IdentityKind.MESSENGER,
+    Channel.WEBCHAT: IdentityKind.WEBCHAT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    subject: str | None
+    text: str
+
+
+def minimal_acknowledgement(reference: str, kind: str, language: str | None) -> Acknowledgement:
+    """A short plain-language receipt; the full per-channel templates come with follow-up."""
+    if language == "fr":
+        return Acknowledgement(
+            f"Nous avons bien reçu votre message [{reference}]",
+            f"Merci. Nous avons bien reçu votre message. Votre numéro est {reference}. "
+            "Nous vous répondrons dès que possible.",
+        )
+    if language == "en":
+        return Acknowledgement(
+            f"We received your message [{reference}]",
+            f"Thank you. We received your message. Your reference is {reference}. "
+            "We will answer you as soon as we can.",
+        )
+    return Acknowledgement(
+        f"We hebben uw bericht goed ontvangen [{reference}]",
+        f"Bedankt. We hebben uw bericht goed ontvangen. Uw nummer is {reference}. "
+        "We antwoorden u zo snel mogelijk.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IntakePolicy:
+    reference_prefix: str
+    conversation_window: timedelta = timedelta(hours=24)
+    max_batch: int = 256
+    default_kind: Kind = Kind.REPORT
+    acknowledge: Callable[[str, str, str | None], Acknowledgement] = minimal_acknowledgement
+
+
+@dataclass(slots=True)
+class _Item:
+    msg: InboundMessage
+    future: asyncio.Future[IntakeResult]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What the batch decided for one message before anything is written."""
+
+    msg: InboundMessage
+    contact: int | tuple[str, int] = 0  # existing id, or ("new", index into new contacts)
+    ticket: int | tuple[str, int] = 0  # existing id, or ("new", index into new tickets)
+    duplicate_of: str | None = None
+    duplicate: bool = False
+    reopened_from: str | None = None
+
+
+@dataclass(slots=True)
+class _NewTicket:
+    plan: _Plan
+    decision: Decision
+    reference: str = ""
+    row_id: int = 0
+
+
+@dataclass(slots=True)
+class _Lookups:
+    identities: dict[tuple[str, str], int] = field(default_factory=dict)
+    by_message_id: dict[tuple[str, str], int] = field(default_factory=dict)
+    tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    by_reference: dict[str, int] = field(default_factory=dict)
+    by_conversation: dict[tuple[str, int], int] = field(default_factory=dict)
+    existing: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def routing_input(msg: InboundMessage) -> RoutingInput:
+    sender = next(iter(msg.sender.identities), None)
+    return RoutingInput(
+        channel=msg.channel.value,
+        kind=msg.kind.value if msg.kind else None,
+        subject=msg.subject or "",
+        text=msg.text,
+        sender_address=sender.value if sender else None,
+        has_location=msg.location is not None,
+        has_attachment=any(a.sha256 for a in msg.attachments),
+        language=msg.language or msg.sender.language,
+    )
+
+
+def _subject_of(msg: InboundMessage) -> str:
+    if msg.subject and msg.subject.strip():
+        return msg.subject.strip()[:300]
+    first_line = next((ln.strip() for ln in msg.text.splitlines() if ln.strip()), "")
+    return (first_line[:117] + "…") if len(first_line) > 120 else first_line
+
+
+def _reply_route(msg: InboundMessage) -> tuple[str, str | None]:
+    channel = msg.reply_channel or msg.channel
+    if msg.reply_address:
+        return channel.value, msg.reply_address
+    kind = CHANNEL_IDENTITY.get(channel)
+    return channel.value, (msg.sender.first(kind) if kind else None)
+
+
+class Intake:
+    """Turns inbound messages into tickets, durably and in batches; one per process."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        rules: Callable[[], RuleSet],
+        policy: IntakePolicy,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._rules = rules
+        self._policy = policy
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="meldpunt-intake-writer")
+
+    async def stop(self) -> None:
+        """Finish everything already submitted, then stop."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+
+    async def submit(self, msg: InboundMessage) -> IntakeResult:
+        """Store ``msg`` durably and return the ticket it landed on.
+
+        Raises:
+            InvalidIdentity: the sender's address cannot identify anyone.
+            IntakeUnavailable: nothing was stored; the provider should retry.
+        """
+        if not self.running:
+            raise IntakeUnavailable("intake is not running")
+        msg = _with_normalised_sender(msg)
+        future: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Item(msg, future))
+        # Shielded: a client that hangs up must not cancel the write it is waiting for.
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._policy.max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Item]) -> None:
+        started = asyncio.get_running_loop().time()
+        try:
+            results = await self._commit([i.msg for i in batch])
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to one-by-one
+            if len(batch) > 1:
+                log.warning("intake batch failed; retrying messages one by one", error=str(exc))
+            for item in batch:
+                await self._write_alone(item)
+        else:
+            INTAKE_BATCH.observe(len(batch))
+            INTAKE_SECONDS.observe(asyncio.get_running_loop().time() - started)
+            for item, result in zip(batch, results, strict=True):
+                self._settle(item, result)
+
+    async def _write_alone(self, item: _Item) -> None:
+        # A unique-key race with another process resolves itself on the next try: the other
+        # copy is then visible and this one is recognised as a duplicate.
+        for attempt in range(3):
+            try:
+                [result] = await self._commit([item.msg])
+            except IntegrityError as exc:
+                if attempt == 2:
+                    await self._quarantine(item, exc)
+                    return
+            except Exception as exc:  # noqa: BLE001 - quarantine, never drop
+                await self._quarantine(item, exc)
+                return
+            else:
+                self._settle(item, result)
+                return
+
+    async def _quarantine(self, item: _Item, exc: Exception) -> None:
+        msg = item.msg
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        log.error(
+            "message quarantined",
+            channel=msg.channel.value,
+            external_id=msg.external_id,
+            error=error,
+        )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    sa.insert(JOURNAL),
+                    [_journal_row(msg, "quarantined", None, error)],
+                )
+        except Exception as db_exc:  # noqa: BLE001 - the caller must not get a 2xx
+            INTAKE_MESSAGES.labels(msg.channel.value, "unavailable").inc()
+            if not item.future.done():
+                item.future.set_exception(IntakeUnavailable(str(db_exc)))
+            return
+        INTAKE_MESSAGES.labels(msg.channel.value, "quarantined").inc()
+        self._settle(item, IntakeResult(None, new_ticket=False, quarantined=True))
+
+    @staticmethod
+    def _settle(item: _Item, result: IntakeResult) -> None:
+        outcome = (
+            "duplicate"
+            if result.duplicate
+            else "quarantined"
+            if result.quarantined
+            else "new_ticket"
+            if result.new_ticket
+            else "continued"
+        )
+        if not result.quarantined:
+            INTAKE_MESSAGES.labels(item.msg.channel.value, outcome).inc()
+        if not item.future.done():
+            item.future.set_result(result)
+
+    async def _commit(self, msgs: Sequence[InboundMessage]) -> list[IntakeResult]:
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            return await _persist(conn, msgs, now, self._rules(), self._policy)
+
+
+def _with_normalised_sender(msg: InboundMessage) -> InboundMessage:
+    return replace(msg, sender=normalise_contact(msg.sender))
+
+
+def _journal_row(
+    msg: InboundMessage, state: str, message_id: int | None, error: str | None = None
+) -> dict[str, Any]:
+    return {
+        "channel": msg.channel.value,
+        "external_id": msg.external_id,
+        "received_at": msg.received_at,
+        "content_type": msg.raw.content_type[:127],
+        "payload": msg.raw.body,
+        "envelope": message_to_envelope(msg),
+        "state": state,
+        "error": error,
+        "message_id": message_id,
+    }
+
+
+async def _lookup(conn: AsyncConnection, msgs: Sequence[InboundMessage]) -> _Lookups:
+    """Everything the batch needs from the database, in a handful of queries."""
+    found = _Lookups()
+    ext_ids = {m.external_id for m in msgs}
+    rows = await conn.execute(
+        sa.select(MESSAGES.c.channel, MESSAGES.c.external_id, TICKETS.c.reference)
+        .join(TICKETS, TICKETS.c.id == MESSAGES.c.ticket_id)
+        .where(MESSAGES.c.external_id.in_(ext_ids))
+    )
+    for channel, ext, ref in rows:
+        found.existing[(channel, ext)] = ref
+
+    values = {i.value for m in msgs for i in m.sender.identities}
+    if values:
+        rows = await conn.execute(
+            sa.select(IDENTITIES.c.kind, IDENTITIES.c.value, IDENTITIES.c.contact_id).where(
+                IDENTITIES.c.value.in_(values)
+            )
+        )
+        for kind, value, contact_id in rows:
+            found.identities[(kind, value)] = contact_id
+
+    hinted = {h for m in msgs for h in m.hints.message_ids}
+    ticket_ids: set[int] = set()
+    if hinted:
+        rows = await conn.execute(
+            sa.select(MESSAGES.c.channel, MESSAGES.c.external_id, MESSAGES.c.ticket_id).where(
+                MESSAGES.c.external_id.in_(hinted)
+            )
+        )
+        for channel, ext, ticket_id in rows:
+            found.by_message_id[(channel, ext)] = ticket_id
+            ticket_ids.add(ticket_id)
+
+    refs = {m.hints.reference for m in msgs if m.hints.reference}
+    convs = {m.hints.conversation for m in msgs if m.hints.conversation}
+    conditions = []
+    if ticket_ids:
+        conditions.append(TICKETS.c.id.in_(ticket_ids))
+    if refs:
+        conditions.append(TICKETS.c.reference.in_(refs))
+    if convs:
+        conditions.append(
+            sa.and_(TICKETS.c.conversation.in_(convs), TICKETS.c.status.in_(OPEN_STATES))
+        )
+    if conditions:
+        rows = await conn.execute(
+            sa.select(
+                TICKETS.c.id,
+                TICKETS.c.reference,
+                TICKETS.c.contact_id,
+                TICKETS.c.status,
+                TICKETS.c.updated_at,
+                TICKETS.c.conversation,
+            )
+            .where(sa.or_(*conditions))
+            .order_by(TICKETS.c.updated_at)
+        )
+        for row in rows.mappings():
+            found.tickets[row["id"]] = dict(row)
+            found.by_reference[row["reference"]] = row["id"]
+            if row["conversation"] and row["status"] in OPEN_STATES:
+                # Ordered by updated_at, so the most recent open ticket wins.
+                found.by_conversation[(row["conversation"], row["contact_id"])] = row["id"]
+    return found
+
+
+async def _allocate_references(conn: AsyncConnection, prefix: str, count: int) -> list[str]:
+    if count == 0:
+        return []
+    result = await conn.execute(
+        sa.update(COUNTERS)
+        .where(COUNTERS.c.name == REFERENCE_COUNTER)
+        .values(value=COUNTERS.c.value + count)
+        .returning(COUNTERS.c.value)
+    )
+    last = result.scalar_one_or_none()
+    if last is None:
+        await conn.execute(sa.insert(COUNTERS).values(name=REFERENCE_COUNTER, value=count))
+        last = count
+    return [f"{prefix}-{n:06d}" for n in range(last - count + 1, last + 1)]
+
+
+def _thread(
+    plan: _Plan, contact_id: int | None, found: _Lookups, now: datetime, window: timedelta
+) -> int | None:
+    """The open ticket this message continues, if any (ingest owns threading)."""
+    hints = plan.msg.hints
+    channel = plan.msg.channel.value
+    for mid in hints.message_ids:
+        ticket_id = found.by_message_id.get((channel, mid))
+        if ticket_id is not None and found.tickets.get(ticket_id, {}).get("status") != "closed":
+            return ticket_id
+    if hints.reference and contact_id is not None:
+        ticket_id = found.by_reference.get(hints.reference)
+        ticket = found.tickets.get(ticket_id) if ticket_id is not None else None
+        # A quoted reference only joins a ticket of the same citizen: someone forwarding another
+        # person's mail must not land in that person's ticket.
+        if ticket and ticket["contact_id"] == contact_id and ticket["status"] != "closed":
+            return int(ticket["id"])
+    if hints.conversation and contact_id is not None:
+        ticket_id = found.by_conversation.get((hints.conversation, contact_id))
+        ticket = found.tickets.get(ticket_id) if ticket_id is not None else None
+        if ticket and now - ticket["updated_at"] <= window:
+            return int(ticket["id"])
+    return None
+
+
+async def _persist(
+    conn: AsyncConnection,
+    msgs: Sequence[InboundMessage],
+    now: datetime,
+    rules: RuleSet,
+    policy: IntakePolicy,
+) -> list[IntakeResult]:
+    found = await _lookup(conn, msgs)
+    plans = [_Plan(m) for m in msgs]
+    seen: dict[tuple[str, str], _Plan] = {}
+    new_contacts: list[InboundMessage] = []
+    new_identities: list[tuple[str, str, int | tuple[str, int]]] = []
+    known: dict[tuple[str, str], int | tuple[str, int]] = dict(found.identities)
+    new_tickets: list[_NewTicket] = []
+    batch_conversations: dict[tuple[str, int | tuple[str, int]], tuple[str, int]] = {}
+
+    for plan in plans:
+        msg = plan.msg
+        key = (msg.channel.value, msg.external_id)
+        if key in found.existing:
+            plan.duplicate, plan.duplicate_of = True, found.existing[key]
+            continue
+        if key in seen:
+            plan.duplicate = True
+            continue
+        seen[key] = plan
+
+        # Contact: the first identity we know decides; unknown identities are added to it.
+        ids = [(i.kind.value, i.value) for i in msg.sender.identities]
+        contact = next((known[i] for i in ids if i in known), None)
+        if contact is None:
+            contact = ("new", len(new_contacts))
+            new_contacts.append(msg)
+        for ident in ids:
+            if ident not in known:
+                known[ident] = contact
+                new_identities.append((ident[0], ident[1], contact))
+        plan.contact = contact
+
+        existing_contact = contact if isinstance(contact, int) else None
+        ticket_id = _thread(plan, existing_contact, found, now, policy.conversation_window)
+        conv_key = (msg.hints.conversation, contact) if msg.hints.conversation else None
+        if ticket_id is None and conv_key is not None and conv_key in batch_conversations:
+            plan.ticket = batch_conversations[conv_key]  # type: ignore[index]
+            continue
+        if ticket_id is not None:
+            plan.ticket = ticket_id
+            continue
+        plan.ticket = ("new", len(new_tickets))
+        new_tickets.append(_NewTicket(plan, rules.route(routing_input(msg))))
+        if conv_key is not None:
+            batch_conversations[conv_key] = plan.ticket  # type: ignore[index]
+
+    contact_ids: list[int] = []
+    if new_contacts:
+        contact_ids = list(
+            (
+                await conn.execute(
+                    sa.insert(CONTACTS).returning(CONTACTS.c.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "display_name": (m.sender.display_name or None),
+                            "language": m.sender.language or m.language,
+                            "created_at": now,
+                        }
+                        for m in new_contacts
+                    ],
+                )
+            ).scalars()
+        )
+
+    def contact_of(ref: int | tuple[str, int]) -> int:
+        return ref if isinstance(ref, int) else contact_ids[ref[1]]
+
+    if new_identities:
+        await conn.execute(
+            sa.insert(IDENTITIES),
+            [{"kind": k, "value": v, "contact_id": contact_of(c)} for k, v, c in new_identities],
+        )
+
+    references = await _allocate_references(conn, policy.reference_prefix, len(new_tickets))
+    if new_tickets:
+        ticket_rows = []
+        for nt, reference in zip(new_tickets, references, strict=True):
+            msg, decision = nt.plan.msg, nt.decision
+            nt.reference = reference
+            reply_channel, reply_address = _reply_route(msg)
+            loc = msg.location
+            ticket_rows.append(
+                {
+                    "reference": reference,
+                    "kind": decision.kind or (msg.kind or policy.default_kind).value,
+                    "status": TicketStatus.NEW.value,
+                    "department": decision.department,
+                    "assignee_id": None,
+                    "priority": decision.priority,
+                    "tags": list(decision.tags),
+                    "origin_channel": msg.channel.value,
+                    "contact_id": contact_of(nt.plan.contact),
+                    "reply_channel": reply_channel,
+                    "reply_address": reply_address,
+                    "subject": _subject_of(msg),
+                    "language": msg.language or msg.sender.language,
+                    "location_lat": loc.latitude if loc else None,
+                    "location_lon": loc.longitude if loc else None,
+                    "location_address": loc.address if loc else None,
+                    "conversation": msg.hints.conversation,
+                    "created_at": now,
+                    "updated_at": now,
+                    "resolved_at": None,
+                }
+            )
+        ids = (
+            await conn.execute(
+                sa.insert(TICKETS).returning(TICKETS.c.id, sort_by_parameter_order=True),
+                ticket_rows,
+            )
+        ).scalars()
+        for nt, row_id in zip(new_tickets, ids, strict=True):
+            nt.row_id = row_id
+
+    def ticket_of(ref: int | tuple[str, int]) -> int:
+        return ref if isinstance(ref, int) else new_tickets[ref[1]].row_id
+
+    stored = [p for p in plans if not p.duplicate]
+    message_ids: list[int] = []
+    if stored:
+        message_ids = list(
+            (
+                await conn.execute(
+                    sa.insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "ticket_id": ticket_of(p.ticket),
+                            "direction": "in",
+                            "channel": p.msg.channel.value,
+                            "external_id": p.msg.external_id,
+                            "author_user_id": None,
+                            "sender": next(iter(p.msg.sender.identities)).value
+                            if p.msg.sender.identities
+                            else None,
+                            "subject": p.msg.subject,
+                            "text": p.msg.text,
+                            "html": nh3.clean(p.msg.html) if p.msg.html else None,
+                            "delivery_status": "received",
+                            "created_at": p.msg.received_at,
+                        }
+                        for p in stored
+                    ],
+                )
+            ).scalars()
+        )
+    message_of = {id(p): mid for p, mid in zip(stored, message_ids, strict=True)}
+
+    attachment_rows = [
+        {
+            "message_id": message_of[id(p)],
+            "filename": a.filename[:255],
+            "content_type": a.content_type[:127],
+            "size": a.size,
+            "sha256": a.sha256,
+            "removed_reason": a.removed_reason,
+        }
+        for p in stored
+        for a in p.msg.attachments
+    ]
+    if attachment_rows:
+        await conn.execute(sa.insert(ATTACHMENTS), attachment_rows)
+
+    events: list[dict[str, Any]] = []
+    for nt in new_tickets:
+        msg = nt.plan.msg
+        events.append(
+            {
+                "ticket_id": nt.row_id,
+                "type": "created",
+                "actor_user_id": None,
+                "data": {"channel": msg.channel.value, "message_id": message_of[id(nt.plan)]},
+                "created_at": now,
+            }
+        )
+        events.append(
+            {
+                "ticket_id": nt.row_id,
+                "type": "routed",
+                "actor_user_id": None,
+                "data": {
+                    "department": nt.decision.department,
+                    "kind": nt.decision.kind,
+                    "priority": nt.decision.priority,
+                    "tags": list(nt.decision.tags),
+                    "rules": list(nt.decision.fired),
+                    "defaulted": nt.decision.defaulted,
+                },
+                "created_at": now,
+            }
+        )
+    continued = [p for p in stored if isinstance(p.ticket, int)]
+    for p in continued:
+        events.append(
+            {
+                "ticket_id": p.ticket,
+                "type": "message_received",
+                "actor_user_id": None,
+                "data": {"channel": p.msg.channel.value, "message_id": message_of[id(p)]},
+                "created_at": now,
+            }
+        )
+    reopened = {
+        int(p.ticket)  # type: ignore[arg-type]
+        for p in continued
+        if found.tickets.get(int(p.ticket), {}).get("status") == TicketStatus.PENDING.value  # type: ignore[arg-type]
+    }
+    for ticket_id in reopened:
+        events.append(
+            {
+                "ticket_id": ticket_id,
+                "type": "status_changed",
+                "actor_user_id": None,
+                "data": {"from": "pending", "to": "open", "reason": "the citizen answered"},
+                "created_at": now,
+            }
+        )
+    if events:
+        await conn.execute(sa.insert(EVENTS), events)
+    if continued:
+        # The citizen answered: the ticket moves up the list and, if it waited on them, reopens.
+        touched = {int(p.ticket) for p in continued}  # type: ignore[arg-type]
+        await conn.execute(
+            sa.update(TICKETS).where(TICKETS.c.id.in_(touched)).values(updated_at=now)
+        )
+        if reopened:
+            await conn.execute(
+                sa.update(TICKETS)
+                .where(TICKETS.c.id.in_(reopened))
+                .values(status=TicketStatus.OPEN.value)
+            )
+
+    await conn.execute(
+        sa.insert(JOURNAL),
+        [
+            _journal_row(
+                p.msg, "duplicate" if p.duplicate else "processed", message_of.get(id(p))
+            )
+            for p in plans
+        ],
+    )
+
+    drafts = []
+    for nt in new_tickets:
+        msg = nt.plan.msg
+        reply_channel, reply_address = _reply_route(msg)
+        ack = policy.acknowledge(
+            nt.reference,
+            nt.decision.kind or (msg.kind or policy.default_kind).value,
+            msg.language or msg.sender.language,
+        )
+        drafts.append(
+            OutboundDraft(
+                ticket_id=nt.row_id,
+                channel=reply_channel,
+                recipient=reply_address,
+                text=ack.text,
+                subject=ack.subject,
+                purpose="acknowledgement",
+            )
+        )
+    await queue_outbound(conn, drafts, now)
+
+    results: list[IntakeResult] = []
+    reference_of_new = {id(nt.plan): nt.reference for nt in new_tickets}
+    reference_of_ticket = {nt.row_id: nt.reference for nt in new_tickets}
+    for p in plans:
+        if p.duplicate:
+            original = seen.get((p.msg.channel.value, p.msg.external_id))
+            ref = p.duplicate_of
+            if ref is None and original is not None:
+                ref = reference_of_new.get(id(original)) or _ref_of(original, found, reference_of_ticket, ticket_of)
+            results.append(IntakeResult(ref, duplicate=True, new_ticket=False))
+        elif id(p) in reference_of_new:
+            results.append(IntakeResult(reference_of_new[id(p)], new_ticket=True))
+        else:
+            results.append(
+                IntakeResult(_ref_of(p, found, reference_of_ticket, ticket_of), new_ticket=False)
+            )
+    return results
+
+
+def _ref_of(
+    plan: _Plan,
+    found: _Lookups,
+    new_refs: dict[int, str],
+    ticket_of: Callable[[int | tuple[str, int]], int],
+) -> str | None:
+    ticket_id = ticket_of(plan.ticket)
+    if ticket_id in new_refs:
+        return new_refs[ticket_id]
+    ticket = found.tickets.get(ticket_id)
+    return str(ticket["reference"]) if ticket else None
+
+
+__all__ = [
+    "Acknowledgement",
+    "Intake",
+    "IntakePolicy",
+    "IntakeUnavailable",
+    "minimal_acknowledgement",
+    "routing_input",
+]

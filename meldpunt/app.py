@@ -1,0 +1,287 @@
+"""Builds the aiohttp application from a loaded configuration: the one place parts meet.
+
+``create_app`` composes the connectors' routes, the REST API, the operations endpoints and the
+background workers (intake writer, dispatcher); long-lived resources open and close in
+``cleanup_ctx``. Nothing imports this package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from connectors import REGISTRY
+from connectors.base import Connector, ConnectorContext
+from connectors.webform import WebFormConnector
+from inbox.api import ApiContext, create_api
+from ingest.dispatch import Dispatcher, DispatchPolicy
+from ingest.files import AttachmentStore
+from ingest.model import Channel
+from ingest.pipeline import Intake, IntakePolicy
+from meldpunt.config import ConfigError, LoadedConfig, load_config
+from router.rules import RuleSet
+from store.db import Database
+from store.migrate import check_schema_current, upgrade
+
+log = structlog.get_logger("meldpunt")
+
+HTTP_REQUESTS = Counter(
+    "meldpunt_http_requests_total", "HTTP requests by route and status.", ["route", "status"]
+)
+HTTP_SECONDS = Histogram("meldpunt_http_request_seconds", "HTTP request latency.", ["route"])
+CHANNEL_ENABLED = Gauge(
+    "meldpunt_channel_enabled", "1 when a channel's connector is live.", ["channel"]
+)
+
+
+class StartupError(Exception):
+    """The service cannot start; the message tells the operator what to do."""
+
+
+@dataclass
+class RulesHolder:
+    """The rules in force. A failed reload keeps the last good set and says why."""
+
+    config: LoadedConfig
+    rules: RuleSet = field(init=False)
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.rules = self.config.rules
+
+    def current(self) -> RuleSet:
+        return self.rules
+
+    def reload(self) -> bool:
+        try:
+            fresh = load_config(self.config.config_file)
+        except ConfigError as exc:
+            self.last_error = str(exc)
+            log.error("rules not reloaded; keeping the last good rules", problems=exc.problems)
+            return False
+        self.rules, self.last_error = fresh.rules, None
+        log.info("rules reloaded", rules=len(fresh.rules))
+        return True
+
+
+@dataclass
+class Runtime:
+    """Everything the running app holds, under one typed key."""
+
+    config: LoadedConfig
+    db: Database
+    rules: RulesHolder
+    intake: Intake
+    connectors: dict[Channel, Connector]
+    dispatcher: Dispatcher
+    files: AttachmentStore
+    dispatch_task: asyncio.Task[None] | None = None
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def secret_key(config: LoadedConfig) -> bytes:
+    """From ``MELDPUNT_SECRET_KEY`` (via the settings), else a random key kept in the data dir."""
+    if config.settings.secret_key is not None:
+        return config.settings.secret_key.get_secret_value().encode()
+    path = config.data_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
+
+
+def _build_connectors(config: LoadedConfig, context: ConnectorContext) -> dict[Channel, Connector]:
+    built: dict[Channel, Connector] = {}
+    for channel, cls in REGISTRY.items():
+        if cls is WebFormConnector:
+            connector: Connector = WebFormConnector(context, config.settings.channels.webform)
+        else:  # pragma: no cover - every registered channel gets its options here
+            connector = cls(context)
+        reason = connector.disabled_reason
+        CHANNEL_ENABLED.labels(channel.value).set(0 if reason else 1)
+        if reason:
+            log.info("channel disabled", channel=channel.value, reason=reason)
+            continue
+        built[channel] = connector
+    return built
+
+
+@web.middleware
+async def _observe(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    info = request.match_info.route.resource
+    route = info.canonical if info is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        log.exception("unhandled error", method=request.method, path=request.path)
+        raise
+    finally:
+        HTTP_REQUESTS.labels(route, str(status)).inc()
+        HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(3):
+            await runtime.db.ping()
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["intake"] = "ok" if runtime.intake.running else "stopped"
+    if runtime.rules.last_error:
+        checks["rules"] = "last reload failed; running on the previous rules"
+    channels = {
+        c.value: ("enabled" if c in runtime.connectors else "disabled") for c in REGISTRY
+    }
+    ready = checks["database"] == "ok" and checks["intake"] == "ok"
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks, "channels": channels},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
+
+
+async def landing(request: web.Request) -> web.Response:
+    town = request.app[RUNTIME].config.settings.town.name
+    html = (
+        "<!doctype html><html lang='nl'><meta charset='utf-8'>"
+        f"<title>meldpunt – {town}</title><main style='font-family:system-ui;max-width:40rem;"
+        f"margin:2rem auto'><h1>meldpunt – {town}</h1><ul>"
+        "<li><a href='/contact'>Contactformulier voor burgers</a></li>"
+        "<li><a href='/api/v1/openapi.json'>REST API (OpenAPI)</a></li>"
+        "<li><a href='/readyz'>Status</a></li></ul></main></html>"
+    )
+    return web.Response(text=html, content_type="text/html")
+
+
+async def _dispatch_loop(runtime: Runtime, interval: float) -> None:
+    while True:
+        try:
+            sent = await runtime.dispatcher.run_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup
+            log.exception("dispatcher pass failed")
+            sent = 0
+        if not sent:
+            await asyncio.sleep(interval)
+
+
+def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Application:
+    """The whole service. ``migrate`` defaults to True on SQLite (the embedded default)."""
+    settings = config.settings
+    db = Database(settings.database_url)
+    should_migrate = migrate if migrate is not None else db.dialect == "sqlite"
+    rules = RulesHolder(config)
+    intake = Intake(
+        db.engine,
+        rules.current,
+        IntakePolicy(
+            reference_prefix=settings.town.reference_prefix,
+            conversation_window=timedelta(hours=settings.intake.conversation_window_hours),
+            max_batch=settings.intake.max_batch,
+        ),
+    )
+    context = ConnectorContext(
+        intake=intake,
+        files=AttachmentStore(config.data_dir / "attachments"),
+        public_url=settings.public_url,
+        town_name=settings.town.name,
+        secret_key=secret_key(config),
+    )
+    connectors = _build_connectors(config, context)
+    dispatcher = Dispatcher(
+        db.engine,
+        {ch: c for ch, c in connectors.items() if c.capabilities.can_send},
+        DispatchPolicy(
+            max_attempts=settings.dispatch.max_attempts,
+            backoff_seconds=settings.dispatch.backoff_seconds,
+            backoff_max_seconds=settings.dispatch.backoff_max_seconds,
+            send_timeout_seconds=settings.dispatch.send_timeout_seconds,
+        ),
+    )
+    runtime = Runtime(config, db, rules, intake, connectors, dispatcher, context.files)
+
+    webform = settings.channels.webform
+    app = web.Application(
+        middlewares=[_observe],
+        client_max_size=max(2 * 1024 * 1024, webform.max_attachments * webform.max_attachment_bytes),
+    )
+    app[RUNTIME] = runtime
+    app.router.add_get("/", landing)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    for connector in connectors.values():
+        app.router.add_routes(connector.routes())
+    app.add_subapp(
+        "/api/v1",
+        create_api(ApiContext(db=db, departments={d.id: d.name for d in settings.departments})),
+    )
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if should_migrate:
+            await upgrade(db)
+        elif not await check_schema_current(db):
+            await db.close()
+            raise StartupError(
+                "the database schema is not up to date: run 'meldpunt migrate' first"
+            )
+        await intake.start()
+        for connector in connectors.values():
+            await connector.start()
+        runtime.dispatch_task = asyncio.create_task(
+            _dispatch_loop(runtime, settings.dispatch.interval_seconds), name="meldpunt-dispatch"
+        )
+        log.info(
+            "meldpunt started",
+            town=settings.town.name,
+            database=db.dialect,
+            channels=sorted(c.value for c in connectors),
+            rules=len(config.rules),
+        )
+        yield
+        runtime.dispatch_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runtime.dispatch_task
+        for connector in connectors.values():
+            await connector.stop()
+        await intake.stop()
+        await db.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

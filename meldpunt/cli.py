@@ -1,0 +1,292 @@
+"""The ``meldpunt`` command: serve, check the configuration, explain and test routing, manage users.
+
+Exit codes: 0 success, 1 the command failed (the message says why), 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from meldpunt.config import ConfigError, LoadedConfig, load_config
+from meldpunt.logs import configure_logging
+from meldpunt.yamlsource import YamlError, load_yaml_file
+from router.rules import RoutingInput, RuleError, parse_rule_tests, run_rule_tests
+from store.db import Database, DatabaseUrlError
+
+
+class CommandError(Exception):
+    """Ends the command with exit code 1 and this message."""
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        raise CommandError(
+            "the configuration has errors:\n" + "\n".join(f"  {p}" for p in exc.problems)
+        ) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    s = config.settings
+    print(f"configuration OK: {config.config_file}")
+    print(f"  town: {s.town.name} (references {s.town.reference_prefix}-000001)")
+    print(f"  departments: {', '.join(d.id for d in s.departments)}")
+    print(f"  routing: {len(config.rules)} rules in {config.rules_file}")
+    print(f"  database: {Database(s.database_url).dialect}")
+    return 0
+
+
+def _routing_input(data: Any, source: str) -> RoutingInput:
+    if not isinstance(data, dict):
+        raise CommandError(f"{source}: expected a JSON object describing a message")
+    known = {
+        "channel", "kind", "subject", "text", "sender", "sender_address",
+        "has_location", "has_attachment", "language",
+    }
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise CommandError(f"{source}: unknown field(s) {', '.join(unknown)}; use {sorted(known)}")
+    return RoutingInput(
+        channel=str(data.get("channel", "webform")),
+        kind=data.get("kind"),
+        subject=str(data.get("subject", "")),
+        text=str(data.get("text", "")),
+        sender_address=data.get("sender_address", data.get("sender")),
+        has_location=bool(data.get("has_location", False)),
+        has_attachment=bool(data.get("has_attachment", False)),
+        language=data.get("language"),
+    )
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    config = _load(args)
+    source = args.file
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except OSError as exc:
+        raise CommandError(f"{source}: cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{source}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    msg = _routing_input(data, source)
+    if args.explain:
+        print(config.rules.explain(msg).render())
+    else:
+        d = config.rules.route(msg)
+        print(json.dumps({
+            "department": d.department, "kind": d.kind, "priority": d.priority,
+            "tags": list(d.tags), "rules": list(d.fired), "defaulted": d.defaulted,
+        }, indent=2))
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    config = _load(args)
+    name = args.file or config.settings.routing.tests
+    if not name:
+        raise CommandError("no rule tests configured (routing.tests in meldpunt.yaml)")
+    path = Path(name) if args.file else config.folder / name
+    try:
+        doc = load_yaml_file(path)
+        cases = parse_rule_tests(doc.data, file=str(path), line_of=doc.line_of)
+    except YamlError as exc:
+        raise CommandError(str(exc)) from None
+    except RuleError as exc:
+        raise CommandError("\n".join(exc.problems)) from None
+    results = run_rule_tests(config.rules, cases)
+    failed = [r for r in results if not r.passed]
+    for r in results:
+        if not r.passed or args.verbose:
+            print(("PASS " if r.passed else "FAIL ") + r.description)
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+async def _migrate(config: LoadedConfig) -> str:
+    from store.migrate import current_revision, upgrade
+
+    db = Database(config.settings.database_url)
+    try:
+        await upgrade(db)
+        return await current_revision(db) or "?"
+    finally:
+        await db.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    revision = asyncio.run(_migrate(config))
+    print(f"database is at revision {revision}")
+    return 0
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CommandError("the passwords differ")
+    if len(password) < 10:
+        raise CommandError("the password must be at least 10 characters long")
+    return password
+
+
+async def _user_add(config: LoadedConfig, args: argparse.Namespace, password: str) -> str:
+    from store.migrate import upgrade
+    from store.users import UserError, create_user
+
+    unknown = [d for d in args.department if config.settings.department(d) is None]
+    if unknown:
+        valid = ", ".join(d.id for d in config.settings.departments)
+        raise CommandError(f"unknown department(s) {', '.join(unknown)}; valid: {valid}")
+    db = Database(config.settings.database_url)
+    try:
+        if db.dialect == "sqlite":
+            await upgrade(db)
+        async with db.session() as session:
+            user = await create_user(
+                session, args.email, args.role, list(args.department), password, name=args.name
+            )
+            return user.email
+    except UserError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        await db.close()
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    config = _load(args)
+    password = _read_password()
+    email = asyncio.run(_user_add(config, args, password))
+    print(f"user {email} created ({args.role})")
+    return 0
+
+
+async def _token_create(config: LoadedConfig, email: str, name: str | None) -> str:
+    from store.users import UserError, create_token
+
+    db = Database(config.settings.database_url)
+    try:
+        async with db.session() as session:
+            return await create_token(session, email, name=name)
+    except UserError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        await db.close()
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    config = _load(args)
+    token = asyncio.run(_token_create(config, args.email, args.name))
+    print(token)
+    print("Keep this token secret: it is shown only once.", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from meldpunt.app import RUNTIME, StartupError, create_app
+
+    config = _load(args)
+    configure_logging(config.settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional on other platforms
+        pass
+    app = create_app(config)
+
+    async def on_startup(app: web.Application) -> None:
+        # SIGHUP reloads the routing rules; a bad file keeps the last good rules in force.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, app[RUNTIME].rules.reload)
+
+    app.on_startup.append(on_startup)
+    print(f"meldpunt listening on http://{args.host}:{args.port}/contact", flush=True)
+    try:
+        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    except StartupError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meldpunt", description="Omnichannel contact point for towns."
+    )
+    parser.add_argument(
+        "--config", help="main configuration file (default: $MELDPUNT_CONFIG or config/meldpunt.yaml)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the web service and workers")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8750)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate the configuration and routing rules")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("route", help="show where a message (JSON file, or - for stdin) would go")
+    p.add_argument("file")
+    p.add_argument("--explain", action="store_true", help="show every rule and why it fired")
+    p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("rules", help="routing rule tools")
+    rules_sub = p.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
+    t = rules_sub.add_parser("test", help="run the example messages next to the rules")
+    t.add_argument("file", nargs="?", help="tests file (default: routing.tests in meldpunt.yaml)")
+    t.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    t.set_defaults(func=cmd_rules_test)
+
+    p = sub.add_parser("migrate", help="bring the database schema up to date")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("user", help="staff users")
+    user_sub = p.add_subparsers(dest="user_command", required=True, metavar="SUBCOMMAND")
+    u = user_sub.add_parser("add", help="add a user; the password is read from stdin or a prompt")
+    u.add_argument("email")
+    u.add_argument("--role", required=True, choices=["admin", "operator", "agent"])
+    u.add_argument("--department", action="append", default=[], help="repeat for several")
+    u.add_argument("--name")
+    u.set_defaults(func=cmd_user_add)
+
+    p = sub.add_parser("token", help="API bearer tokens")
+    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="SUBCOMMAND")
+    tc = token_sub.add_parser("create", help="create a token for a user and print it once")
+    tc.add_argument("email")
+    tc.add_argument("--name", help="what the token is for")
+    tc.set_defaults(func=cmd_token_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except CommandError as exc:
+        print(f"meldpunt: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseUrlError as exc:
+        print(f"meldpunt: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
