@@ -88,7 +88,7 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is not None:
             raise SystemExit(f"server exited early with code {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -98,9 +98,19 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 def run_wrk(port: int, seconds: int, connections: int, script: Path) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-         f"http://127.0.0.1:{port}/contact"],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/contact",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -115,8 +125,12 @@ def run_wrk(port: int, seconds: int, connections: int, script: Path) -> dict[str
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     return {
-        "rps": rps, "total": total, "non2xx": int(non2xx.group(1)) if non2xx else 0,
-        "p50": ms("50"), "p99": ms("99"), "socket_errors": 1.0 if errors else 0.0,
+        "rps": rps,
+        "total": total,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "p50": ms("50"),
+        "p99": ms("99"),
+        "socket_errors": 1.0 if errors else 0.0,
     }
 
 
@@ -129,7 +143,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--database", help="database URL (default: a fresh SQLite file)")
@@ -143,7 +159,9 @@ def main() -> None:
     (work / "bare.py").write_text(BARE_SERVER)
     shutil.copytree(ROOT / "config", work / "config")
     main_yaml = work / "config" / "meldpunt.yaml"
-    text = main_yaml.read_text().replace("rate_limit_per_minute: 10 ", "rate_limit_per_minute: 100000000 ")
+    text = main_yaml.read_text().replace(
+        "rate_limit_per_minute: 10 ", "rate_limit_per_minute: 100000000 "
+    )
     main_yaml.write_text(text.replace("data_dir: var", f"data_dir: {work / 'var'}"))
     db_url = args.database or f"sqlite:///{work / 'bench.db'}"
     env = {**os.environ, "MELDPUNT_DATABASE_URL": db_url, "MELDPUNT_LOG_LEVEL": "warning"}
@@ -153,20 +171,37 @@ def main() -> None:
     bare = subprocess.Popen([sys.executable, str(work / "bare.py"), str(port)])
     try:
         wait_ready(port, bare)
-        results["bare aiohttp handler (JSON parse, no storage)"] = run_wrk(port, args.seconds, args.connections, script)
+        results["bare aiohttp handler (JSON parse, no storage)"] = run_wrk(
+            port, args.seconds, args.connections, script
+        )
     finally:
         stop(bare)
 
     if db_url.startswith("postgresql"):
-        subprocess.run([sys.executable, "-m", "meldpunt", "--config", str(main_yaml), "migrate"], env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "meldpunt", "--config", str(main_yaml), "migrate"],
+            env=env,
+            check=True,
+        )
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "meldpunt", "--config", str(main_yaml), "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "meldpunt",
+            "--config",
+            str(main_yaml),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     try:
         wait_ready(port, server)
-        label = f"meldpunt web-form intake ({'PostgreSQL' if db_url.startswith('postgresql') else 'SQLite FULL'})"
+        backend = "PostgreSQL" if db_url.startswith("postgresql") else "SQLite FULL"
+        label = f"meldpunt web-form intake ({backend})"
         results[label] = run_wrk(port, args.seconds, args.connections, script)
     finally:
         stop(server)
@@ -182,8 +217,10 @@ def main() -> None:
     if db_url.startswith("sqlite"):
         with sqlite3.connect(work / "bench.db") as conn:
             stored = conn.execute("SELECT count(*) FROM tickets").fetchone()[0]
-        print(f"acknowledged {acknowledged}, stored {stored} tickets"
-              + ("" if stored >= acknowledged else "  <-- LOST MESSAGES"))
+        print(
+            f"acknowledged {acknowledged}, stored {stored} tickets"
+            + ("" if stored >= acknowledged else "  <-- LOST MESSAGES")
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

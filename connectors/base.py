@@ -78,10 +78,10 @@ class Connector(abc.ABC):
         """Public and webhook routes this channel serves, with absolute paths."""
         return ()
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook
         """Open long-lived resources (clients, pollers). Called once the app starts."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - optional hook
         """Release what ``start`` opened."""
 
     async def send(self, message: OutboundMessage) -> SendResult:

@@ -130,7 +130,9 @@ class WebFormConnector(Connector):
         super().__init__(context)
         self.options = options or WebFormOptions()
         self.limiter = RateLimiter(self.options.rate_limit_per_minute)
-        self._proxies = [ipaddress.ip_network(p, strict=False) for p in self.options.trusted_proxies]
+        self._proxies = [
+            ipaddress.ip_network(p, strict=False) for p in self.options.trusted_proxies
+        ]
         self._templates = jinja2.Environment(
             loader=jinja2.PackageLoader("connectors", "templates"),
             autoescape=jinja2.select_autoescape(default=True),
@@ -245,9 +247,12 @@ class WebFormConnector(Connector):
         if not self.limiter.allow(self._client(request)):
             if is_json:
                 return _json_error(429, "rate_limited", "Te veel berichten na elkaar. Wacht even.")
-            return self._render("webform/message.html", 429, title="Even geduld",
-                                text="U stuurde veel berichten na elkaar. Probeer het over een "
-                                "minuut opnieuw.")
+            return self._render(
+                "webform/message.html",
+                429,
+                title="Even geduld",
+                text="U stuurde veel berichten na elkaar. Probeer het over een minuut opnieuw.",
+            )
         if is_json:
             return await self._submit_json(request)
         return await self._submit_html(request)
@@ -282,8 +287,9 @@ class WebFormConnector(Connector):
         return self._done(result)
 
     def _done(self, result: IntakeResult) -> web.Response:
-        return self._render("webform/done.html", reference=result.ticket_reference,
-                            duplicate=result.duplicate)
+        return self._render(
+            "webform/done.html", reference=result.ticket_reference, duplicate=result.duplicate
+        )
 
     async def _submit_json(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -299,8 +305,13 @@ class WebFormConnector(Connector):
         message = await self._to_message(sub, request)
         if sub.errors or message is None:
             return web.json_response(
-                {"error": {"code": "invalid", "message": "Some fields are not valid.",
-                           "fields": sub.errors}},
+                {
+                    "error": {
+                        "code": "invalid",
+                        "message": "Some fields are not valid.",
+                        "fields": sub.errors,
+                    }
+                },
                 status=422,
             )
         try:
@@ -308,8 +319,7 @@ class WebFormConnector(Connector):
         except IntakeUnavailable:
             return _json_error(503, "unavailable", "Nothing was stored; try again later.")
         return web.json_response(
-            {"reference": result.ticket_reference, "duplicate": result.duplicate,
-             "received": True},
+            {"reference": result.ticket_reference, "duplicate": result.duplicate, "received": True},
             status=200 if result.duplicate else 201,
         )
 
@@ -374,7 +384,9 @@ class WebFormConnector(Connector):
             except InvalidIdentity:
                 errors["phone"] = "Dit telefoonnummer klopt niet. Voorbeeld: 0470 12 34 56"
         if not email and not phone:
-            errors["email"] = "Geef een e-mailadres of een telefoonnummer, zodat we u kunnen antwoorden."
+            errors["email"] = (
+                "Geef een e-mailadres of een telefoonnummer, zodat we u kunnen antwoorden."
+            )
         kind_value = f.get("kind", "")
         kind = Kind(kind_value) if kind_value in Kind._value2member_map_ else None
         if kind is None:
@@ -407,7 +419,9 @@ class WebFormConnector(Connector):
         if not (8 <= len(submission_id) <= 64 and submission_id.isalnum()):
             submission_id = uuid.uuid4().hex
         now = datetime.now(UTC)
-        envelope = {k: v for k, v in f.items() if k not in ("csrf_token", "website")}
+        envelope: dict[str, object] = {
+            k: v for k, v in f.items() if k not in ("csrf_token", "website")
+        }
         envelope["attachments"] = [a.sha256 or "" for a in attachments]
         envelope["client"] = self._client(request)
         email_identity = next((i for i in identities if i.kind is IdentityKind.EMAIL), None)

@@ -21,14 +21,14 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ingest.model import Channel, OutboundMessage, SendResult
-from store.models import Message, OutboxRow, Ticket
+from store.models import Message, OutboxRow, Ticket, table_of
 from store.outbox import FAILED, PENDING, SENDING, SENT, UNCERTAIN, backoff
 
 log = structlog.get_logger("meldpunt.dispatch")
 
-OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
-TICKETS = Ticket.__table__  # type: ignore[attr-defined]
+OUTBOX = table_of(OutboxRow)
+MESSAGES = table_of(Message)
+TICKETS = table_of(Ticket)
 
 DISPATCHED = Counter(
     "meldpunt_outbox_sends_total",
@@ -148,19 +148,23 @@ class Dispatcher:
             return []
         async with self._engine.begin() as conn:
             due = (
-                await conn.execute(
-                    sa.select(OUTBOX.c.id)
-                    .where(
-                        OUTBOX.c.state == PENDING,
-                        OUTBOX.c.recipient.is_not(None),
-                        OUTBOX.c.channel.in_([c.value for c in self._senders]),
-                        OUTBOX.c.next_attempt_at <= now,
+                (
+                    await conn.execute(
+                        sa.select(OUTBOX.c.id)
+                        .where(
+                            OUTBOX.c.state == PENDING,
+                            OUTBOX.c.recipient.is_not(None),
+                            OUTBOX.c.channel.in_([c.value for c in self._senders]),
+                            OUTBOX.c.next_attempt_at <= now,
+                        )
+                        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
+                        .limit(self._policy.batch)
+                        .with_for_update(skip_locked=True)
                     )
-                    .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
-                    .limit(self._policy.batch)
-                    .with_for_update(skip_locked=True)
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if not due:
                 return []
             await conn.execute(
@@ -170,7 +174,9 @@ class Dispatcher:
             )
             await conn.execute(
                 sa.update(MESSAGES)
-                .where(MESSAGES.c.id.in_(sa.select(OUTBOX.c.message_id).where(OUTBOX.c.id.in_(due))))
+                .where(
+                    MESSAGES.c.id.in_(sa.select(OUTBOX.c.message_id).where(OUTBOX.c.id.in_(due)))
+                )
                 .values(delivery_status=SENDING)
             )
             rows = (
@@ -197,7 +203,7 @@ class Dispatcher:
         try:
             async with asyncio.timeout(self._policy.send_timeout_seconds):
                 result = await self._senders[channel].send(message)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
+        except Exception as exc:
             await self._failed(r, exc)
             return
         now = self._clock()
@@ -224,7 +230,9 @@ class Dispatcher:
         if final:
             values = {"state": FAILED, "reason": f"failed after {attempts} attempt(s): {error}"}
         else:
-            delay = backoff(attempts, self._policy.backoff_seconds, self._policy.backoff_max_seconds)
+            delay = backoff(
+                attempts, self._policy.backoff_seconds, self._policy.backoff_max_seconds
+            )
             values = {
                 "state": PENDING,
                 "next_attempt_at": now + delay,

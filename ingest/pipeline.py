@@ -39,24 +39,27 @@ from store.models import (
     AttachmentRow,
     Contact,
     ContactIdentity,
-    Counter as CounterRow,
     JournalEntry,
     Message,
     Ticket,
     TicketEvent,
+    table_of,
+)
+from store.models import (
+    Counter as CounterRow,
 )
 from store.outbox import OutboundDraft, queue_outbound
 
 log = structlog.get_logger("meldpunt.ingest")
 
-CONTACTS = Contact.__table__  # type: ignore[attr-defined]
-IDENTITIES = ContactIdentity.__table__  # type: ignore[attr-defined]
-TICKETS = Ticket.__table__  # type: ignore[attr-defined]
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
-ATTACHMENTS = AttachmentRow.__table__  # type: ignore[attr-defined]
-EVENTS = TicketEvent.__table__  # type: ignore[attr-defined]
-JOURNAL = JournalEntry.__table__  # type: ignore[attr-defined]
-COUNTERS = CounterRow.__table__  # type: ignore[attr-defined]
+CONTACTS = table_of(Contact)
+IDENTITIES = table_of(ContactIdentity)
+TICKETS = table_of(Ticket)
+MESSAGES = table_of(Message)
+ATTACHMENTS = table_of(AttachmentRow)
+EVENTS = table_of(TicketEvent)
+JOURNAL = table_of(JournalEntry)
+COUNTERS = table_of(CounterRow)
 
 OPEN_STATES = (TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value)
 REFERENCE_COUNTER = "ticket_reference"
@@ -258,7 +261,7 @@ class Intake:
         started = asyncio.get_running_loop().time()
         try:
             results = await self._commit([i.msg for i in batch])
-        except Exception as exc:  # noqa: BLE001 - any failure falls back to one-by-one
+        except Exception as exc:
             if len(batch) > 1:
                 log.warning("intake batch failed; retrying messages one by one", error=str(exc))
             for item in batch:
@@ -279,7 +282,7 @@ class Intake:
                 if attempt == 2:
                     await self._quarantine(item, exc)
                     return
-            except Exception as exc:  # noqa: BLE001 - quarantine, never drop
+            except Exception as exc:
                 await self._quarantine(item, exc)
                 return
             else:
@@ -301,7 +304,7 @@ class Intake:
                     sa.insert(JOURNAL),
                     [_journal_row(msg, "quarantined", None, error)],
                 )
-        except Exception as db_exc:  # noqa: BLE001 - the caller must not get a 2xx
+        except Exception as db_exc:
             INTAKE_MESSAGES.labels(msg.channel.value, "unavailable").inc()
             if not item.future.done():
                 item.future.set_exception(IntakeUnavailable(str(db_exc)))
@@ -387,7 +390,7 @@ async def _lookup(conn: AsyncConnection, msgs: Sequence[InboundMessage]) -> _Loo
 
     refs = {m.hints.reference for m in msgs if m.hints.reference}
     convs = {m.hints.conversation for m in msgs if m.hints.conversation}
-    conditions = []
+    conditions: list[sa.ColumnElement[bool]] = []
     if ticket_ids:
         conditions.append(TICKETS.c.id.in_(ticket_ids))
     if refs:
@@ -502,7 +505,7 @@ async def _persist(
         ticket_id = _thread(plan, existing_contact, found, now, policy.conversation_window)
         conv_key = (msg.hints.conversation, contact) if msg.hints.conversation else None
         if ticket_id is None and conv_key is not None and conv_key in batch_conversations:
-            plan.ticket = batch_conversations[conv_key]  # type: ignore[index]
+            plan.ticket = batch_conversations[conv_key]
             continue
         if ticket_id is not None:
             plan.ticket = ticket_id
@@ -510,7 +513,7 @@ async def _persist(
         plan.ticket = ("new", len(new_tickets))
         new_tickets.append(_NewTicket(plan, rules.route(routing_input(msg))))
         if conv_key is not None:
-            batch_conversations[conv_key] = plan.ticket  # type: ignore[index]
+            batch_conversations[conv_key] = plan.ticket
 
     contact_ids: list[int] = []
     if new_contacts:
@@ -700,9 +703,7 @@ async def _persist(
     await conn.execute(
         sa.insert(JOURNAL),
         [
-            _journal_row(
-                p.msg, "duplicate" if p.duplicate else "processed", message_of.get(id(p))
-            )
+            _journal_row(p.msg, "duplicate" if p.duplicate else "processed", message_of.get(id(p)))
             for p in plans
         ],
     )
@@ -736,7 +737,9 @@ async def _persist(
             original = seen.get((p.msg.channel.value, p.msg.external_id))
             ref = p.duplicate_of
             if ref is None and original is not None:
-                ref = reference_of_new.get(id(original)) or _ref_of(original, found, reference_of_ticket, ticket_of)
+                ref = reference_of_new.get(id(original)) or _ref_of(
+                    original, found, reference_of_ticket, ticket_of
+                )
             results.append(IntakeResult(ref, duplicate=True, new_ticket=False))
         elif id(p) in reference_of_new:
             results.append(IntakeResult(reference_of_new[id(p)], new_ticket=True))

@@ -50,8 +50,15 @@ def _routing_input(data: Any, source: str) -> RoutingInput:
     if not isinstance(data, dict):
         raise CommandError(f"{source}: expected a JSON object describing a message")
     known = {
-        "channel", "kind", "subject", "text", "sender", "sender_address",
-        "has_location", "has_attachment", "language",
+        "channel",
+        "kind",
+        "subject",
+        "text",
+        "sender",
+        "sender_address",
+        "has_location",
+        "has_attachment",
+        "language",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -83,10 +90,19 @@ def cmd_route(args: argparse.Namespace) -> int:
         print(config.rules.explain(msg).render())
     else:
         d = config.rules.route(msg)
-        print(json.dumps({
-            "department": d.department, "kind": d.kind, "priority": d.priority,
-            "tags": list(d.tags), "rules": list(d.fired), "defaulted": d.defaulted,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "department": d.department,
+                    "kind": d.kind,
+                    "priority": d.priority,
+                    "tags": list(d.tags),
+                    "rules": list(d.fired),
+                    "defaulted": d.defaulted,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
@@ -228,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="meldpunt", description="Omnichannel contact point for towns."
     )
     parser.add_argument(
-        "--config", help="main configuration file (default: $MELDPUNT_CONFIG or config/meldpunt.yaml)"
+        "--config",
+        help="main configuration file (default: $MELDPUNT_CONFIG or config/meldpunt.yaml)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -63,7 +63,7 @@ class Department(_Strict):
     @classmethod
     def _slug(cls, value: str) -> str:
         if not _SLUG.match(value):
-            raise ValueError("use lower-case letters, digits, '-' or '_' (e.g. 'technical-service')")
+            raise ValueError("use lower-case letters, digits, '-' or '_', e.g. 'technical-service'")
         return value
 
 

@@ -81,7 +81,7 @@ def _convert(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], file: st
     if isinstance(node, yaml.MappingNode):
         result: dict[str, object] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader(" ").construct_object(key_node)  # type: ignore[no-untyped-call]
+            key = yaml.SafeLoader(" ").construct_object(key_node)
             if not isinstance(key, str | int | bool | float) or isinstance(key, bool):
                 raise YamlError(f"{file}:{key_node.start_mark.line + 1}: keys must be text")
             skey = str(key)
@@ -94,6 +94,6 @@ def _convert(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], file: st
         return [_convert(item, (*path, i), lines, file) for i, item in enumerate(node.value)]
     loader = yaml.SafeLoader(" ")
     try:
-        return loader.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+        return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
         raise YamlError(f"{file}:{node.start_mark.line + 1}: {exc}") from None

@@ -186,17 +186,13 @@ class OutboxRow(SQLModel, table=True):
     state: str = Field(max_length=16, index=True)
     reason: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
     attempts: int = 0
-    next_attempt_at: datetime = Field(
-        sa_column=Column(UTCDateTime(), nullable=False, index=True)
-    )
+    next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     claimed_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     provider_id: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    sent_at: datetime | None = Field(
-        default=None, sa_column=Column(UTCDateTime(), nullable=True)
-    )
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
 class User(SQLModel, table=True):
@@ -235,3 +231,10 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=32)
     value: int = 0
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a model, for batched statements (SQLModel does not type ``__table__``)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, sa.Table)
+    return table

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,17 +21,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_server(config_file: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meldpunt", "--config", str(config_file), "serve", "--port", str(port)],
+async def start_server(
+    config_file: Path, port: int, env: dict[str, str]
+) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "meldpunt", "--config", str(config_file),
+        "serve", "--port", str(port),
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        for _ in range(300):
+            if proc.returncode is not None:
+                err = await proc.stderr.read() if proc.stderr else b""
+                raise AssertionError(f"server exited: {err.decode()}")
             try:
                 async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
                     if r.status == 200:
@@ -45,20 +47,36 @@ async def start_server(config_file: Path, port: int, env: dict[str, str]) -> sub
     raise AssertionError("server did not become ready")
 
 
-async def post(http: aiohttp.ClientSession, url: str, n: int) -> str | None:
-    body = {
+def report(n: int) -> dict[str, str]:
+    return {
         "kind": "report",
         "message": f"Melding nummer {n}: sluikstort aan de container.",
         "email": f"burger{n}@example.be",
         "submission_id": f"kill{n:08d}",
     }
-    try:
-        async with http.post(url, json=body) as response:
-            if response.status == 201:
-                return str((await response.json())["reference"])
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        pass
-    return None
+
+
+class Load:
+    """Posts reports and signals once ``threshold`` of them were answered."""
+
+    def __init__(self, url: str, threshold: int) -> None:
+        self.url = url
+        self.threshold = threshold
+        self.answered = 0
+        self.enough = asyncio.Event()
+
+    async def post(self, http: aiohttp.ClientSession, n: int) -> str | None:
+        try:
+            async with http.post(self.url, json=report(n)) as response:
+                if response.status == 201:
+                    return str((await response.json())["reference"])
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        finally:
+            self.answered += 1
+            if self.answered >= self.threshold:
+                self.enough.set()
+        return None
 
 
 async def test_sigkill_after_acceptance_loses_nothing(
@@ -73,32 +91,32 @@ async def test_sigkill_after_acceptance_loses_nothing(
     )
     env = {**os.environ, "MELDPUNT_DATABASE_URL": f"sqlite:///{db_file}"}
     port = free_port()
-    url = f"http://127.0.0.1:{port}/contact"
+    load = Load(f"http://127.0.0.1:{port}/contact", threshold=150)
     proc = await start_server(config.config_file, port, env)
-    accepted: list[str] = []
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
-            tasks = [asyncio.create_task(post(http, url, n)) for n in range(600)]
+            tasks = [asyncio.create_task(load.post(http, n)) for n in range(600)]
             # Kill while requests are in flight: after some answers, long before the last one.
-            while sum(t.done() for t in tasks) < 150:
-                await asyncio.sleep(0.005)
-            proc.send_signal(signal.SIGKILL)
-            results = await asyncio.gather(*tasks)
-            accepted = [r for r in results if r]
-    finally:
-        if proc.poll() is None:
+            await load.enough.wait()
             proc.kill()
-        proc.wait()
-    assert len(accepted) >= 150
+            results = await asyncio.gather(*tasks)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    accepted = [r for r in results if r]
+    assert len(accepted) >= 100
     assert len(accepted) < 600, "the kill came too late to prove anything"
 
     with sqlite3.connect(db_file) as conn:
         stored = {r for (r,) in conn.execute("SELECT reference FROM tickets")}
-        messages = conn.execute("SELECT count(*) FROM messages WHERE direction = 'in'").fetchone()[0]
-        journal = conn.execute("SELECT count(*) FROM journal WHERE state = 'processed'").fetchone()[0]
-        first_stored = conn.execute(
+        [messages] = conn.execute("SELECT count(*) FROM messages WHERE direction = 'in'").fetchone()
+        [journal] = conn.execute(
+            "SELECT count(*) FROM journal WHERE state = 'processed'"
+        ).fetchone()
+        [first_stored] = conn.execute(
             "SELECT count(*) FROM messages WHERE external_id = 'kill00000000'"
-        ).fetchone()[0]
+        ).fetchone()
     missing = set(accepted) - stored
     assert not missing, f"{len(missing)} acknowledged messages were lost: {sorted(missing)[:5]}"
     assert len(stored) == messages == journal  # no half-written ticket
@@ -107,15 +125,13 @@ async def test_sigkill_after_acceptance_loses_nothing(
     proc = await start_server(config.config_file, port, env)
     try:
         async with aiohttp.ClientSession() as http:
-            fresh = await post(http, url, 10_000)
-            async with http.post(url, json={
-                "kind": "report", "message": "Melding nummer 0: sluikstort aan de container.",
-                "email": "burger0@example.be", "submission_id": "kill00000000",
-            }) as again:
+            fresh = await load.post(http, 10_000)
+            async with http.post(load.url, json=report(0)) as again:
                 resent = await again.json()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-    assert fresh is not None and fresh not in stored
+        proc.terminate()
+        await proc.wait()
+    assert fresh is not None
+    assert fresh not in stored
     assert int(fresh.split("-")[1]) == len(stored) + 1
     assert resent["duplicate"] is bool(first_stored)

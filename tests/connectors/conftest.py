@@ -14,7 +14,9 @@ ClientFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
 
 
 @pytest.fixture
-def service_config(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> LoadedConfig:
+def service_config(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> LoadedConfig:
     return sample_config(tmp_path, database_url, monkeypatch)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import aiohttp
@@ -35,7 +36,9 @@ def form_data(tokens: dict[str, str], **fields: str | bytes) -> aiohttp.FormData
     values.update(fields)
     for key, value in values.items():
         if key == "attachment" and isinstance(value, bytes):
-            data.add_field("attachment", value, filename="lamp.jpg", content_type="image/jpeg")
+            data.add_field(
+                "attachment", io.BytesIO(value), filename="lamp.jpg", content_type="image/jpeg"
+            )
         else:
             data.add_field(key, value)
     return data
@@ -96,9 +99,7 @@ async def test_missing_fields_are_explained_next_to_each_field(client: TestClien
 
 async def test_invalid_email_and_phone_are_refused(client: TestClient) -> None:  # type: ignore[type-arg]
     tokens = await form_tokens(client)
-    response = await client.post(
-        "/contact", data=form_data(tokens, email="an@", phone="12")
-    )
+    response = await client.post("/contact", data=form_data(tokens, email="an@", phone="12"))
     html = await response.text()
     assert response.status == 422
     assert "e-mailadres klopt niet" in html and "telefoonnummer klopt niet" in html

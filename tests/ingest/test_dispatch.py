@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,10 +13,10 @@ from ingest.dispatch import Dispatcher, DispatchPolicy
 from ingest.model import Channel, DeliveryStatus, OutboundMessage, SendResult
 from ingest.pipeline import Intake, IntakePolicy
 from store.db import Database
-from store.models import Message, OutboxRow
+from store.models import Message, OutboxRow, table_of
 from tests.messages import inbound, sample_rules
 
-OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+OUTBOX = table_of(OutboxRow)
 
 
 class Clock:
@@ -52,7 +51,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def queued(database: Database, clock: Clock) -> AsyncIterator[Database]:
+async def queued(database: Database, clock: Clock) -> Database:
     """Three tickets from e-mail citizens, so three acknowledgements wait in the outbox."""
     rules = sample_rules()
     intake = Intake(database.engine, lambda: rules, IntakePolicy(reference_prefix="T"), clock)
@@ -62,7 +61,7 @@ async def queued(database: Database, clock: Clock) -> AsyncIterator[Database]:
             inbound(f"bericht {n}", channel=Channel.EMAIL, email=f"burger{n}@example.be")
         )
     await intake.stop()
-    yield database
+    return database
 
 
 async def outbox(db: Database) -> list[sa.RowMapping]:
@@ -86,7 +85,17 @@ async def test_due_rows_are_sent_once_and_the_provider_id_recorded(
     assert {r["state"] for r in rows} == {"sent"}
     assert rows[0]["provider_id"] == f"prov-{rows[0]['id']}"
     async with queued.engine.connect() as conn:
-        statuses = (await conn.execute(sa.select(Message.__table__.c.delivery_status).where(Message.__table__.c.direction == "out"))).scalars().all()
+        statuses = (
+            (
+                await conn.execute(
+                    sa.select(table_of(Message).c.delivery_status).where(
+                        table_of(Message).c.direction == "out"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert set(statuses) == {"sent"}
 
 
@@ -143,9 +152,13 @@ async def test_two_dispatchers_never_send_a_row_twice(queued: Database, clock: C
     assert sorted(m.outbox_id for m in sender.sent) == [r["id"] for r in await outbox(queued)]
 
 
-async def test_a_send_interrupted_by_a_crash_is_not_repeated(queued: Database, clock: Clock) -> None:
+async def test_a_send_interrupted_by_a_crash_is_not_repeated(
+    queued: Database, clock: Clock
+) -> None:
     async with queued.engine.begin() as conn:  # as a dispatcher killed mid-send leaves it
-        await conn.execute(sa.update(OUTBOX).values(state="sending", claimed_at=clock.now, attempts=1))
+        await conn.execute(
+            sa.update(OUTBOX).values(state="sending", claimed_at=clock.now, attempts=1)
+        )
     sender = FakeSender()
     dispatcher = Dispatcher(queued.engine, {Channel.EMAIL: sender}, policy(), clock)
     await dispatcher.run_once()

@@ -20,6 +20,7 @@ from store.models import (
     OutboxRow,
     Ticket,
     TicketEvent,
+    table_of,
 )
 from tests.messages import inbound, sample_rules
 
@@ -47,9 +48,9 @@ async def intake(database: Database, clock: Clock) -> AsyncIterator[Intake]:
 
 
 async def rows(db: Database, model: type, *where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
-    table = model.__table__  # type: ignore[attr-defined]
+    table = table_of(model)
     async with db.engine.connect() as conn:
-        result = await conn.execute(sa.select(table).where(*where).order_by(table.c[list(table.c.keys())[0]]))
+        result = await conn.execute(sa.select(table).where(*where).order_by(next(iter(table.c))))
         return list(result.mappings())
 
 
@@ -79,9 +80,7 @@ async def test_new_message_becomes_routed_ticket_with_history_and_acknowledgemen
 
 
 async def test_reply_channel_from_the_connector_wins(intake: Intake, database: Database) -> None:
-    await intake.submit(
-        inbound(reply_channel=Channel.EMAIL, reply_address="an@example.be")
-    )
+    await intake.submit(inbound(reply_channel=Channel.EMAIL, reply_address="an@example.be"))
     [ack] = await rows(database, OutboxRow)
     assert (ack["channel"], ack["recipient"]) == ("email", "an@example.be")
 
@@ -99,7 +98,7 @@ async def test_reply_by_message_id_joins_the_ticket(intake: Intake, database: Da
     )
     assert second.ticket_reference == first.ticket_reference and not second.new_ticket
     assert len(await rows(database, Ticket)) == 1
-    assert len(await rows(database, Message, Message.__table__.c.direction == "in")) == 2
+    assert len(await rows(database, Message, table_of(Message).c.direction == "in")) == 2
     events = await rows(database, TicketEvent)
     assert events[-1]["type"] == "message_received"
 
@@ -109,10 +108,16 @@ async def test_quoted_reference_joins_only_for_the_same_citizen(
 ) -> None:
     first = await intake.submit(inbound(email="an@example.be"))
     same = await intake.submit(
-        inbound("Extra foto", email="an@example.be", hints=ThreadHints(reference=first.ticket_reference))
+        inbound(
+            "Extra foto", email="an@example.be", hints=ThreadHints(reference=first.ticket_reference)
+        )
     )
     other = await intake.submit(
-        inbound("Doorgestuurd", email="jan@example.be", hints=ThreadHints(reference=first.ticket_reference))
+        inbound(
+            "Doorgestuurd",
+            email="jan@example.be",
+            hints=ThreadHints(reference=first.ticket_reference),
+        )
     )
     assert same.ticket_reference == first.ticket_reference
     assert other.new_ticket and other.ticket_reference != first.ticket_reference
@@ -122,21 +127,34 @@ async def test_conversation_continues_within_the_window_only(
     intake: Intake, database: Database, clock: Clock
 ) -> None:
     chat = ThreadHints(conversation="telegram:42")
-    first = await intake.submit(inbound(channel=Channel.TELEGRAM, email=None, chat="42", hints=chat))
+    first = await intake.submit(
+        inbound(channel=Channel.TELEGRAM, email=None, chat="42", hints=chat)
+    )
     clock.now += timedelta(hours=2)
-    later = await intake.submit(inbound("en nog dit", channel=Channel.TELEGRAM, email=None, chat="42", hints=chat))
+    later = await intake.submit(
+        inbound("en nog dit", channel=Channel.TELEGRAM, email=None, chat="42", hints=chat)
+    )
     assert later.ticket_reference == first.ticket_reference
     clock.now += timedelta(hours=30)
-    next_day = await intake.submit(inbound("iets anders", channel=Channel.TELEGRAM, email=None, chat="42", hints=chat))
+    next_day = await intake.submit(
+        inbound("iets anders", channel=Channel.TELEGRAM, email=None, chat="42", hints=chat)
+    )
     assert next_day.new_ticket and next_day.ticket_reference != first.ticket_reference
 
 
-async def test_a_citizen_answer_reopens_a_pending_ticket(intake: Intake, database: Database) -> None:
+async def test_a_citizen_answer_reopens_a_pending_ticket(
+    intake: Intake, database: Database
+) -> None:
     first = await intake.submit(inbound(channel=Channel.EMAIL, external_id="<p1@x>"))
     async with database.engine.begin() as conn:
-        await conn.execute(sa.update(Ticket.__table__).values(status="pending"))
+        await conn.execute(sa.update(table_of(Ticket)).values(status="pending"))
     await intake.submit(
-        inbound("Hier is de info", channel=Channel.EMAIL, external_id="<p2@x>", hints=ThreadHints(message_ids=("<p1@x>",)))
+        inbound(
+            "Hier is de info",
+            channel=Channel.EMAIL,
+            external_id="<p2@x>",
+            hints=ThreadHints(message_ids=("<p1@x>",)),
+        )
     )
     [ticket] = await rows(database, Ticket)
     assert ticket["reference"] == first.ticket_reference and ticket["status"] == "open"
@@ -153,7 +171,9 @@ async def test_redelivered_message_is_dropped_and_answers_with_the_same_referenc
     assert [j["state"] for j in await rows(database, JournalEntry)] == ["processed", "duplicate"]
 
 
-async def test_concurrent_copies_in_one_batch_make_one_ticket(intake: Intake, database: Database) -> None:
+async def test_concurrent_copies_in_one_batch_make_one_ticket(
+    intake: Intake, database: Database
+) -> None:
     msg = inbound(external_id="SM-race")
     results = await asyncio.gather(*(intake.submit(msg) for _ in range(5)))
     assert len({r.ticket_reference for r in results}) == 1
@@ -198,7 +218,9 @@ async def test_one_phone_number_is_one_contact_across_channels(
     intake: Intake, database: Database
 ) -> None:
     await intake.submit(inbound(channel=Channel.SMS, email=None, phone="0470 12 34 56"))
-    await intake.submit(inbound(channel=Channel.WHATSAPP, email=None, phone="whatsapp:+32470123456"))
+    await intake.submit(
+        inbound(channel=Channel.WHATSAPP, email=None, phone="whatsapp:+32470123456")
+    )
     tickets = await rows(database, Ticket)
     assert len(tickets) == 2 and tickets[0]["contact_id"] == tickets[1]["contact_id"]
     [identity] = await rows(database, ContactIdentity)
@@ -232,7 +254,9 @@ async def test_a_message_that_cannot_be_processed_is_quarantined_not_lost(
     assert states["quarantined"]["payload"] == b'{"sample": true}'
 
 
-async def test_nothing_is_acknowledged_when_the_database_refuses(tmp_path: object, clock: Clock) -> None:
+async def test_nothing_is_acknowledged_when_the_database_refuses(
+    tmp_path: object, clock: Clock
+) -> None:
     db = Database(f"sqlite:///{tmp_path}/empty.db")  # no schema: every write fails
     rules = sample_rules()
     service = Intake(db.engine, lambda: rules, IntakePolicy(reference_prefix="1750"), clock)

@@ -1,0 +1,321 @@
+"""The staff and integrator REST API: an aiohttp sub-application mounted at ``/api/v1``.
+
+Handlers parse the request, call the ticket actions in ``inbox.tickets`` in one transaction and
+answer JSON; every error is ``{"error": {"code", "message", "details"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, ValidationError
+
+from inbox import tickets
+from inbox.auth import STAFF, bearer_auth
+from inbox.errors import ApiError, BadRequestError, UnprocessableError
+from inbox.openapi import DEFAULT_LIMIT, MAX_LIMIT, PUBLIC_OPERATIONS, build_document
+from inbox.schemas import (
+    Department,
+    DepartmentList,
+    ErrorDetail,
+    ErrorResponse,
+    Me,
+    NoteRequest,
+    OutboxState,
+    ReplyRequest,
+    StatusRequest,
+    TransferRequest,
+)
+from ingest.model import Channel, Kind, TicketStatus
+from store.db import Database
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_QUERY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """What the API needs from the running service.
+
+    Attributes:
+        db: the process's database.
+        departments: department id → display name, in the order operators configured them.
+    """
+
+    db: Database
+    departments: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        # A read-only copy: the context is shared by every request.
+        object.__setattr__(self, "departments", MappingProxyType(dict(self.departments)))
+
+
+CONTEXT = web.AppKey("meldpunt.api.context", ApiContext)
+OPENAPI_DOCUMENT = web.AppKey("meldpunt.api.openapi", bytes)
+
+
+# Responses and errors
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        text=model.model_dump_json(), status=status, content_type="application/json"
+    )
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message, details=details))
+    response = _json(body, status)
+    response.headers.update(headers or {})
+    return response
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every failure as the API's JSON error shape."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _error(
+            exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason, None, headers
+        )
+    except Exception:
+        # Clients get a stable shape; the details go to the log, not to the caller.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal_error", "something went wrong on our side; it was logged")
+
+
+# Request parsing
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_input=False, include_context=False)
+        if any(p["type"] == "json_invalid" for p in problems):
+            raise BadRequestError("invalid_json", "the body is not valid JSON") from None
+        raise UnprocessableError(
+            "invalid_body",
+            "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems),
+            [{"field": ".".join(map(str, p["loc"])), "message": p["msg"]} for p in problems],
+        ) from None
+
+
+def _invalid(parameter: str, message: str, **details: Any) -> BadRequestError:
+    return BadRequestError("invalid_parameter", message, {"parameter": parameter, **details})
+
+
+def _only_known(request: web.Request, known: Collection[str]) -> None:
+    """Refuse unknown query parameters, so a typo does not silently return everything."""
+    unknown = sorted(set(request.query) - set(known))
+    if unknown:
+        raise _invalid(
+            unknown[0],
+            f"unknown query parameter(s) {', '.join(unknown)}; valid: {', '.join(known)}",
+            valid=list(known),
+        )
+
+
+def _many(request: web.Request, name: str, valid: Collection[str]) -> list[str]:
+    values = [
+        value.strip()
+        for raw in request.query.getall(name, [])
+        for value in raw.split(",")
+        if value.strip()
+    ]
+    invalid = [v for v in values if v not in valid]
+    if invalid:
+        raise _invalid(
+            name,
+            f"invalid {name} {', '.join(invalid)}; valid values: {', '.join(valid)}",
+            invalid=invalid,
+            valid=list(valid),
+        )
+    return values
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise _invalid("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return value
+
+
+def _context(request: web.Request) -> ApiContext:
+    return request.app[CONTEXT]
+
+
+# Handlers
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")
+
+
+async def get_me(request: web.Request) -> web.Response:
+    staff = request[STAFF]
+    return _json(
+        Me(
+            id=staff.id,
+            email=staff.email,
+            name=staff.name,
+            role=staff.role,
+            departments=sorted(staff.departments),
+        )
+    )
+
+
+async def list_departments(request: web.Request) -> web.Response:
+    departments = _context(request).departments
+    return _json(
+        DepartmentList(items=[Department(id=key, name=name) for key, name in departments.items()])
+    )
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    _only_known(request, ("status", "department", "kind", "channel", "q", "limit", "cursor"))
+    query = request.query.get("q", "").strip()
+    if len(query) > MAX_QUERY_LENGTH:
+        raise _invalid("q", f"q may be at most {MAX_QUERY_LENGTH} characters")
+    filters = tickets.TicketFilter(
+        statuses=_many(request, "status", list(TicketStatus)),
+        departments=_many(request, "department", list(ctx.departments)),
+        kinds=_many(request, "kind", list(Kind)),
+        channels=_many(request, "channel", list(Channel)),
+        subject_contains=query or None,
+    )
+    limit = _limit(request)
+    async with ctx.db.session() as session:
+        page = await tickets.list_tickets(
+            session,
+            request[STAFF],
+            ctx.departments,
+            filters,
+            limit,
+            request.query.get("cursor"),
+        )
+    return _json(page)
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    async with ctx.db.session() as session:
+        detail = await tickets.ticket_detail(
+            session, request[STAFF], ctx.departments, request.match_info["reference"]
+        )
+    return _json(detail)
+
+
+async def reply_to_ticket(request: web.Request) -> web.Response:
+    body = await _body(request, ReplyRequest)
+    async with _context(request).db.session() as session:
+        message = await tickets.reply(
+            session, request[STAFF], request.match_info["reference"], body
+        )
+    return _json(message, 201)
+
+
+async def add_note(request: web.Request) -> web.Response:
+    body = await _body(request, NoteRequest)
+    async with _context(request).db.session() as session:
+        message = await tickets.add_note(
+            session, request[STAFF], request.match_info["reference"], body
+        )
+    return _json(message, 201)
+
+
+async def transfer_ticket(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    body = await _body(request, TransferRequest)
+    async with ctx.db.session() as session:
+        summary = await tickets.transfer(
+            session, request[STAFF], ctx.departments, request.match_info["reference"], body
+        )
+    return _json(summary)
+
+
+async def change_ticket_status(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    body = await _body(request, StatusRequest)
+    async with ctx.db.session() as session:
+        summary = await tickets.change_status(
+            session, request[STAFF], ctx.departments, request.match_info["reference"], body
+        )
+    return _json(summary)
+
+
+async def list_outbox(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    _only_known(request, ("state", "limit", "cursor"))
+    states = _many(request, "state", list(OutboxState))
+    limit = _limit(request)
+    async with ctx.db.session() as session:
+        page = await tickets.list_outbox(
+            session, request[STAFF], states, limit, request.query.get("cursor")
+        )
+    return _json(page)
+
+
+# Route names are the OpenAPI operation ids; a test keeps this table and the document in step.
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/openapi.json", get_openapi),
+    ("GET", "/me", get_me),
+    ("GET", "/departments", list_departments),
+    ("GET", "/tickets", list_tickets),
+    ("GET", "/tickets/{reference}", get_ticket),
+    ("POST", "/tickets/{reference}/replies", reply_to_ticket),
+    ("POST", "/tickets/{reference}/notes", add_note),
+    ("POST", "/tickets/{reference}/transfer", transfer_ticket),
+    ("POST", "/tickets/{reference}/status", change_ticket_status),
+    ("GET", "/outbox", list_outbox),
+)
+
+
+def create_api(context: ApiContext) -> web.Application:
+    """Build the API sub-application; mount it with ``app.add_subapp("/api/v1", ...)``."""
+    app = web.Application(
+        middlewares=[error_middleware, bearer_auth(context.db, PUBLIC_OPERATIONS)]
+    )
+    app[CONTEXT] = context
+    app[OPENAPI_DOCUMENT] = json.dumps(build_document()).encode()
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler, name=handler.__name__)
+    return app

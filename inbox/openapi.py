@@ -1,0 +1,354 @@
+"""The OpenAPI 3.1 document of the staff API: a hand-written path table, pydantic-made schemas.
+
+Request and response schemas come from the models in ``inbox.schemas`` that also validate and
+build the bodies; enum parameters reuse the same enums. A test checks the table against the routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from inbox.schemas import (
+    DepartmentList,
+    ErrorResponse,
+    Me,
+    MessageOut,
+    NoteRequest,
+    OutboxPage,
+    ReplyRequest,
+    StatusRequest,
+    TicketDetail,
+    TicketPage,
+    TicketSummary,
+    TransferRequest,
+)
+from inbox.tickets import describe_transitions
+
+API_VERSION = "1.0.0"
+REF = "#/components/schemas/{model}"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+SECURITY_SCHEME = "bearer"
+
+ERROR_DESCRIPTIONS: Mapping[int, str] = {
+    400: "A query parameter or the JSON itself is invalid; the error names the parameter.",
+    401: "The bearer token is missing, unknown or revoked.",
+    403: "Your role may not do this.",
+    404: "No such ticket, or it is outside your departments.",
+    409: "The ticket's current state does not allow this.",
+    422: "The body does not match the schema, or asks for something impossible.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    description: str
+    schema: dict[str, Any]
+    location: Literal["query", "path"] = "query"
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One documented endpoint; ``operation_id`` is also the name of its aiohttp route."""
+
+    method: str
+    path: str
+    operation_id: str
+    tag: str
+    summary: str
+    response: type[BaseModel] | None
+    description: str = ""
+    status: int = 200
+    params: tuple[Param, ...] = ()
+    body: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    public: bool = False
+    extra_responses: Mapping[int, str] = field(default_factory=dict)
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _many(name: str, description: str, items: dict[str, Any]) -> Param:
+    return Param(
+        name,
+        f"{description} Repeat the parameter or separate values by commas.",
+        {"type": "array", "items": items},
+    )
+
+
+REFERENCE = Param(
+    "reference", "The ticket reference.", {"type": "string"}, location="path", required=True
+)
+LIMIT = Param(
+    "limit",
+    f"Page size, 1 to {MAX_LIMIT}.",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+)
+CURSOR = Param(
+    "cursor", "The next_cursor of the previous page; opaque, pass it unchanged.", {"type": "string"}
+)
+TICKET_ERRORS = (404,)
+WRITE_ERRORS = (400, 404, 409, 422)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "GET",
+        "/openapi.json",
+        "get_openapi",
+        "meta",
+        "This document",
+        None,
+        public=True,
+        extra_responses={200: "The OpenAPI 3.1 document."},
+    ),
+    Operation(
+        "GET",
+        "/me",
+        "get_me",
+        "meta",
+        "The user the token belongs to",
+        Me,
+    ),
+    Operation(
+        "GET",
+        "/departments",
+        "list_departments",
+        "meta",
+        "Configured departments",
+        DepartmentList,
+        description="Every department, also those outside an agent's own: agents may transfer "
+        "tickets to any of them.",
+    ),
+    Operation(
+        "GET",
+        "/tickets",
+        "list_tickets",
+        "tickets",
+        "List tickets, newest first",
+        TicketPage,
+        description="Agents see only tickets of their departments; admins and operators see all. "
+        "Pages are stable under new tickets arriving: follow next_cursor until it is null.",
+        params=(
+            _many("status", "Only tickets with these statuses.", _ref("TicketStatus")),
+            _many("department", "Only tickets of these department ids.", {"type": "string"}),
+            _many("kind", "Only tickets of these kinds.", _ref("Kind")),
+            _many("channel", "Only tickets that came in on these channels.", _ref("Channel")),
+            Param(
+                "q",
+                "Only tickets whose subject contains this text (any case).",
+                {
+                    "type": "string",
+                    "maxLength": 200,
+                },
+            ),
+            LIMIT,
+            CURSOR,
+        ),
+        errors=(400,),
+    ),
+    Operation(
+        "GET",
+        "/tickets/{reference}",
+        "get_ticket",
+        "tickets",
+        "A ticket with its contact, messages and history",
+        TicketDetail,
+        description="Outbound messages carry their outbox state and reason, so staff see why a "
+        "reply has not gone out yet.",
+        params=(REFERENCE,),
+        errors=TICKET_ERRORS,
+    ),
+    Operation(
+        "POST",
+        "/tickets/{reference}/replies",
+        "reply_to_ticket",
+        "tickets",
+        "Reply to the citizen",
+        MessageOut,
+        status=201,
+        description="Queues the reply in the outbox, addressed to the ticket's reply channel and "
+        "address, or with 'channel' to the contact's identity for that channel (422 if the "
+        "contact has none). A new ticket becomes open unless 'status' asks otherwise; the status "
+        "change follows the rules of POST /tickets/{reference}/status. A closed ticket must be "
+        "reopened first (409).",
+        params=(REFERENCE,),
+        body=ReplyRequest,
+        errors=(*WRITE_ERRORS, 403),
+    ),
+    Operation(
+        "POST",
+        "/tickets/{reference}/notes",
+        "add_note",
+        "tickets",
+        "Add an internal note",
+        MessageOut,
+        status=201,
+        description="Notes are for staff only and are never sent to the citizen.",
+        params=(REFERENCE,),
+        body=NoteRequest,
+        errors=(400, 404, 422),
+    ),
+    Operation(
+        "POST",
+        "/tickets/{reference}/transfer",
+        "transfer_ticket",
+        "tickets",
+        "Transfer to another department",
+        TicketSummary,
+        description="The reason is required. An agent may hand a ticket to a department outside "
+        "their own and then no longer sees it. Unknown department: 422 listing the valid ids; "
+        "the same department: 409.",
+        params=(REFERENCE,),
+        body=TransferRequest,
+        errors=WRITE_ERRORS,
+    ),
+    Operation(
+        "POST",
+        "/tickets/{reference}/status",
+        "change_ticket_status",
+        "tickets",
+        "Change the status",
+        TicketSummary,
+        description=describe_transitions()
+        + "\n\nA change not in the table, or to the current status, is a 409; an agent "
+        "reopening a closed ticket gets a 403.",
+        params=(REFERENCE,),
+        body=StatusRequest,
+        errors=(*WRITE_ERRORS, 403),
+    ),
+    Operation(
+        "GET",
+        "/outbox",
+        "list_outbox",
+        "outbox",
+        "Outbound messages and their sending state",
+        OutboxPage,
+        description="Admins and operators only. Newest first; 'reason' says why a message is "
+        "still pending or why it failed.",
+        params=(
+            _many("state", "Only rows in these states.", _ref("OutboxState")),
+            LIMIT,
+            CURSOR,
+        ),
+        errors=(400, 403),
+    ),
+)
+
+PUBLIC_OPERATIONS = frozenset(op.operation_id for op in OPERATIONS if op.public)
+
+
+SchemaRefs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
+
+
+def _schemas() -> tuple[SchemaRefs, dict[str, Any]]:
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorResponse, "serialization")]
+    for op in OPERATIONS:
+        if op.body is not None:
+            models.append((op.body, "validation"))
+        if op.response is not None:
+            models.append((op.response, "serialization"))
+    refs, definitions = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)
+    return refs, definitions.get("$defs", {})
+
+
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _operation(op: Operation, refs: SchemaRefs) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "tags": [op.tag],
+        "summary": op.summary,
+    }
+    if op.description:
+        doc["description"] = op.description
+    if op.params:
+        doc["parameters"] = [
+            {
+                "name": p.name,
+                "in": p.location,
+                "required": p.required,
+                "description": p.description,
+                "schema": p.schema,
+                **({"style": "form", "explode": True} if p.schema.get("type") == "array" else {}),
+            }
+            for p in op.params
+        ]
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": _json_content(refs[(op.body, "validation")]),
+        }
+    responses: dict[str, Any] = {}
+    if op.response is not None:
+        responses[str(op.status)] = {
+            "description": "Created." if op.status == 201 else "OK.",
+            "content": _json_content(refs[(op.response, "serialization")]),
+        }
+    for status, text in op.extra_responses.items():
+        responses[str(status)] = {"description": text, "content": _json_content({"type": "object"})}
+    error_statuses = set(op.errors) | (set() if op.public else {401})
+    for status in sorted(error_statuses):
+        response: dict[str, Any] = {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": _json_content(refs[(ErrorResponse, "serialization")]),
+        }
+        if status == 401:
+            response["headers"] = {
+                "WWW-Authenticate": {
+                    "description": "Bearer challenge.",
+                    "schema": {"type": "string"},
+                }
+            }
+        responses[str(status)] = response
+    doc["responses"] = responses
+    if op.public:
+        doc["security"] = []
+    return doc
+
+
+def build_document(server_url: str = "/api/v1") -> dict[str, Any]:
+    """The OpenAPI 3.1 document, with paths relative to ``server_url``."""
+    refs, definitions = _schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "meldpunt staff API",
+            "version": API_VERSION,
+            "description": "Tickets, replies, notes, transfers and status for staff and "
+            "integrators. Send 'Authorization: Bearer <token>' (create one with "
+            '\'meldpunt token create\'). Errors are {"error": {"code", "message", '
+            '"details"}}.',
+        },
+        "servers": [{"url": server_url}],
+        "security": [{SECURITY_SCHEME: []}],
+        "tags": [
+            {"name": "meta", "description": "Who you are and what exists."},
+            {"name": "tickets", "description": "Reading and handling tickets."},
+            {"name": "outbox", "description": "Outbound messages waiting or sent."},
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": definitions,
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token from 'meldpunt token create'.",
+                }
+            },
+        },
+    }

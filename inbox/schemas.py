@@ -1,0 +1,254 @@
+"""Request and response bodies of the staff API, as pydantic models.
+
+The same models validate requests, build responses and generate the OpenAPI schemas, so the
+document cannot drift from what the API does.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from ingest.model import (
+    Channel,
+    DeliveryStatus,
+    Direction,
+    IdentityKind,
+    Kind,
+    Priority,
+    TicketStatus,
+)
+from store import outbox
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
+
+
+# Written as ISO 8601 with an explicit offset ("+00:00"), which every client parses alike.
+Timestamp = Annotated[
+    AwareDatetime,
+    PlainSerializer(_isoformat, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class OutboxState(enum.StrEnum):
+    """Where an outbound message is in the outbox (see ``store.outbox``)."""
+
+    PENDING = outbox.PENDING
+    SENDING = outbox.SENDING
+    SENT = outbox.SENT
+    FAILED = outbox.FAILED
+    UNCERTAIN = outbox.UNCERTAIN
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# Requests
+
+
+class ReplyRequest(_Request):
+    """A reply to the citizen, on the ticket's reply channel unless ``channel`` says otherwise."""
+
+    text: Text
+    channel: Channel | None = Field(
+        default=None,
+        description="Send on this channel instead, to the contact's address for it "
+        "(e-mail identity for email; phone number for sms and whatsapp; and so on).",
+    )
+    status: TicketStatus | None = Field(
+        default=None,
+        description="New status of the ticket; without it a new ticket becomes open.",
+    )
+
+
+class NoteRequest(_Request):
+    """An internal note: staff see it, the citizen never does."""
+
+    text: Text
+
+
+class TransferRequest(_Request):
+    """Hand the ticket to another department."""
+
+    department: str = Field(min_length=1, max_length=64, description="Id from GET /departments.")
+    reason: Reason
+
+
+class StatusRequest(_Request):
+    status: TicketStatus
+    reason: Reason | None = None
+
+
+# Responses
+
+
+class ErrorDetail(_Response):
+    code: str = Field(description="Stable machine-readable code, e.g. 'not_found'.")
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(_Response):
+    error: ErrorDetail
+
+
+class Me(_Response):
+    id: int
+    email: str
+    name: str | None
+    role: str = Field(description="admin, operator or agent.")
+    departments: list[str]
+
+
+class Department(_Response):
+    id: str
+    name: str
+
+
+class DepartmentList(_Response):
+    items: list[Department]
+
+
+class StaffRef(_Response):
+    """A staff member who wrote a message or did something to a ticket."""
+
+    id: int
+    email: str
+    name: str | None
+
+
+class ContactIdentityOut(_Response):
+    kind: IdentityKind
+    value: str
+
+
+class ContactSummary(_Response):
+    id: int
+    name: str | None
+
+
+class ContactDetail(ContactSummary):
+    language: str | None
+    identities: list[ContactIdentityOut]
+
+
+class Location(_Response):
+    latitude: float | None
+    longitude: float | None
+    address: str | None
+
+
+class TicketSummary(_Response):
+    reference: str
+    subject: str | None
+    status: TicketStatus
+    kind: Kind
+    priority: Priority
+    department: str
+    department_name: str | None = Field(description="Null if the department is not configured.")
+    tags: list[str]
+    channel: Channel = Field(description="The channel the ticket came in on.")
+    reply_channel: Channel | None
+    contact: ContactSummary
+    created_at: Timestamp
+    updated_at: Timestamp
+    resolved_at: Timestamp | None
+
+
+class TicketPage(_Response):
+    items: list[TicketSummary]
+    next_cursor: str | None = Field(
+        description="Pass as 'cursor' for the next page; null at the end."
+    )
+
+
+class AttachmentOut(_Response):
+    filename: str
+    content_type: str
+    size: int
+    sha256: str | None
+    removed_reason: str | None = Field(description="Why the file was refused, if it was.")
+
+
+class MessageOutbox(_Response):
+    """Sending state of an outbound message; ``reason`` says why it is still pending or failed."""
+
+    id: int
+    state: OutboxState
+    reason: str | None
+    attempts: int
+    next_attempt_at: Timestamp
+    sent_at: Timestamp | None
+
+
+class MessageOut(_Response):
+    id: int
+    direction: Direction
+    channel: Channel
+    subject: str | None
+    text: str
+    html: str | None = Field(description="Sanitised HTML of an e-mail, if it had any.")
+    sender: str | None
+    author: StaffRef | None = Field(description="The staff member who wrote it (out, note).")
+    delivery_status: DeliveryStatus
+    attachments: list[AttachmentOut]
+    outbox: MessageOutbox | None = Field(description="Set on outbound messages.")
+    created_at: Timestamp
+
+
+class EventOut(_Response):
+    id: int
+    type: str = Field(description="created, routed, transferred, status_changed, replied or note.")
+    actor: StaffRef | None = Field(description="Null when meldpunt itself acted.")
+    data: dict[str, Any]
+    created_at: Timestamp
+
+
+class TicketDetail(TicketSummary):
+    contact: ContactDetail
+    reply_address: str | None
+    language: str | None
+    location: Location | None
+    messages: list[MessageOut] = Field(description="Oldest first.")
+    events: list[EventOut] = Field(description="The ticket's history, oldest first.")
+
+
+class OutboxItem(_Response):
+    id: int
+    ticket_reference: str
+    message_id: int
+    purpose: str
+    channel: Channel
+    recipient: str | None
+    state: OutboxState
+    reason: str | None
+    attempts: int
+    next_attempt_at: Timestamp
+    created_at: Timestamp
+    sent_at: Timestamp | None
+
+
+class OutboxPage(_Response):
+    items: list[OutboxItem]
+    next_cursor: str | None

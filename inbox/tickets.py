@@ -1,0 +1,657 @@
+"""What staff do with tickets: list, read, reply, note, transfer, change status; and the outbox.
+
+Every function takes an open session and the acting ``Staff`` and enforces department scope: a
+ticket an agent may not see is reported as not found, so its existence does not leak.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import nh3
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from inbox.auth import Staff
+from inbox.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnprocessableError,
+)
+from inbox.schemas import (
+    AttachmentOut,
+    ContactDetail,
+    ContactIdentityOut,
+    ContactSummary,
+    EventOut,
+    Location,
+    MessageOut,
+    MessageOutbox,
+    NoteRequest,
+    OutboxItem,
+    OutboxPage,
+    OutboxState,
+    ReplyRequest,
+    StaffRef,
+    StatusRequest,
+    TicketDetail,
+    TicketPage,
+    TicketSummary,
+    TransferRequest,
+)
+from ingest.model import (
+    Channel,
+    DeliveryStatus,
+    Direction,
+    IdentityKind,
+    Kind,
+    Priority,
+    TicketStatus,
+)
+from store.models import (
+    AttachmentRow,
+    Contact,
+    ContactIdentity,
+    Message,
+    OutboxRow,
+    Ticket,
+    TicketEvent,
+    User,
+    utcnow,
+)
+from store.outbox import OutboundDraft, queue_outbound
+
+NEW, OPEN, PENDING, RESOLVED, CLOSED = (
+    TicketStatus.NEW,
+    TicketStatus.OPEN,
+    TicketStatus.PENDING,
+    TicketStatus.RESOLVED,
+    TicketStatus.CLOSED,
+)
+
+# Allowed status changes. Nothing goes back to "new" (it means nobody has looked yet); "closed" is
+# final except that an admin or operator may reopen it.
+TRANSITIONS: Mapping[TicketStatus, frozenset[TicketStatus]] = {
+    NEW: frozenset({OPEN, PENDING, RESOLVED, CLOSED}),
+    OPEN: frozenset({PENDING, RESOLVED, CLOSED}),
+    PENDING: frozenset({OPEN, RESOLVED, CLOSED}),
+    RESOLVED: frozenset({OPEN, CLOSED}),
+    CLOSED: frozenset({OPEN}),
+}
+REOPEN_FROM_CLOSED = "only an admin or operator may reopen a closed ticket"
+
+# Which identity of a contact a reply on each channel goes to. Channels missing here (voice, web
+# form, app, desk) cannot carry a staff reply on their own.
+REPLY_IDENTITY: Mapping[Channel, IdentityKind] = {
+    Channel.EMAIL: IdentityKind.EMAIL,
+    Channel.SMS: IdentityKind.PHONE,
+    Channel.WHATSAPP: IdentityKind.PHONE,
+    Channel.TELEGRAM: IdentityKind.TELEGRAM,
+    Channel.MESSENGER: IdentityKind.MESSENGER,
+    Channel.WEBCHAT: IdentityKind.WEBCHAT,
+}
+
+REPLY_PURPOSE = "reply"
+# Notes are written in the inbox, so they are recorded on the desk channel and never sent.
+NOTE_CHANNEL = Channel.DESK
+
+
+def _in_order(statuses: Collection[TicketStatus]) -> list[TicketStatus]:
+    """Statuses in lifecycle order (new … closed), which reads better than alphabetical."""
+    return [s for s in TicketStatus if s in statuses]
+
+
+def describe_transitions() -> str:
+    """The transition table in words, for the API documentation."""
+    lines = [
+        f"- {source}: {', '.join(_in_order(targets))}" for source, targets in TRANSITIONS.items()
+    ]
+    return (
+        "Allowed status changes:\n"
+        + "\n".join(lines)
+        + f"\n\nClosed is final: {REOPEN_FROM_CLOSED}. Resolving sets resolved_at (closing sets "
+        "it too if the ticket was never resolved); reopening clears it."
+    )
+
+
+# Cursors
+
+
+def encode_cursor(*parts: str) -> str:
+    """An opaque page cursor; clients must pass it back unchanged."""
+    return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, count: int) -> list[str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split("|")
+    except (binascii.Error, UnicodeError, ValueError):
+        parts = []
+    if len(parts) != count:
+        raise _invalid_cursor()
+    return parts
+
+
+def _invalid_cursor() -> BadRequestError:
+    return BadRequestError(
+        "invalid_parameter", "'cursor' is not a cursor this API handed out", {"parameter": "cursor"}
+    )
+
+
+# Listing
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFilter:
+    """Filters of the ticket list; an empty collection means no filter."""
+
+    statuses: Collection[str] = ()
+    departments: Collection[str] = ()
+    kinds: Collection[str] = ()
+    channels: Collection[str] = ()
+    subject_contains: str | None = None
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_tickets(
+    session: AsyncSession,
+    staff: Staff,
+    departments: Mapping[str, str],
+    filters: TicketFilter,
+    limit: int,
+    cursor: str | None = None,
+) -> TicketPage:
+    """Tickets newest first, one page at a time (keyset on created_at, id)."""
+    query = sa.select(Ticket, Contact).join(Contact, col(Contact.id) == col(Ticket.contact_id))
+    if not staff.sees_all:
+        query = query.where(col(Ticket.department).in_(sorted(staff.departments)))
+    for column, values in (
+        (Ticket.status, filters.statuses),
+        (Ticket.department, filters.departments),
+        (Ticket.kind, filters.kinds),
+        (Ticket.origin_channel, filters.channels),
+    ):
+        if values:
+            query = query.where(col(column).in_(sorted(values)))
+    if filters.subject_contains:
+        query = query.where(
+            col(Ticket.subject).ilike(_like_pattern(filters.subject_contains), escape="\\")
+        )
+    if cursor is not None:
+        stamp, ident = decode_cursor(cursor, 2)
+        try:
+            after_at, after_id = datetime.fromisoformat(stamp), int(ident)
+        except ValueError:
+            raise _invalid_cursor() from None
+        if after_at.tzinfo is None:
+            raise _invalid_cursor()
+        query = query.where(
+            sa.or_(
+                col(Ticket.created_at) < after_at,
+                sa.and_(col(Ticket.created_at) == after_at, col(Ticket.id) < after_id),
+            )
+        )
+    query = query.order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(limit + 1)
+    rows = (await session.execute(query)).all()
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1][0]
+        next_cursor = encode_cursor(last.created_at.isoformat(), str(last.id))
+    return TicketPage(
+        items=[_summary(ticket, contact, departments) for ticket, contact in page],
+        next_cursor=next_cursor,
+    )
+
+
+def _summary(ticket: Ticket, contact: Contact, departments: Mapping[str, str]) -> TicketSummary:
+    assert contact.id is not None
+    return TicketSummary(
+        reference=ticket.reference,
+        subject=ticket.subject,
+        status=TicketStatus(ticket.status),
+        kind=Kind(ticket.kind),
+        priority=Priority(ticket.priority),
+        department=ticket.department,
+        department_name=departments.get(ticket.department),
+        tags=list(ticket.tags),
+        channel=Channel(ticket.origin_channel),
+        reply_channel=Channel(ticket.reply_channel) if ticket.reply_channel else None,
+        contact=ContactSummary(id=contact.id, name=contact.display_name),
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        resolved_at=ticket.resolved_at,
+    )
+
+
+# One ticket
+
+
+async def visible_ticket(
+    session: AsyncSession, staff: Staff, reference: str, *, for_update: bool = False
+) -> Ticket:
+    """The ticket with this reference if ``staff`` may see it.
+
+    Raises:
+        NotFoundError: no such ticket, or one outside the staff member's departments.
+    """
+    query = sa.select(Ticket).where(col(Ticket.reference) == reference)
+    if for_update:
+        # Two staff members acting on one ticket at once must see each other's change.
+        query = query.with_for_update()
+    ticket = (await session.scalars(query)).first()
+    if ticket is None or not staff.can_see(ticket.department):
+        raise NotFoundError("not_found", f"no ticket {reference}")
+    return ticket
+
+
+async def _staff_refs(session: AsyncSession, ids: Iterable[int | None]) -> dict[int, StaffRef]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    users = await session.scalars(sa.select(User).where(col(User.id).in_(sorted(wanted))))
+    return {u.id: StaffRef(id=u.id, email=u.email, name=u.name) for u in users if u.id is not None}
+
+
+async def _messages_out(session: AsyncSession, messages: Sequence[Message]) -> list[MessageOut]:
+    ids = [m.id for m in messages if m.id is not None]
+    attachments: dict[int, list[AttachmentOut]] = {}
+    outboxes: dict[int, MessageOutbox] = {}
+    if ids:
+        for row in await session.scalars(
+            sa.select(AttachmentRow)
+            .where(col(AttachmentRow.message_id).in_(ids))
+            .order_by(col(AttachmentRow.id))
+        ):
+            attachments.setdefault(row.message_id, []).append(
+                AttachmentOut(
+                    filename=row.filename,
+                    content_type=row.content_type,
+                    size=row.size,
+                    sha256=row.sha256,
+                    removed_reason=row.removed_reason,
+                )
+            )
+        # Ordered by id so a later outbox row for the same message (a resend) wins.
+        for box in await session.scalars(
+            sa.select(OutboxRow)
+            .where(col(OutboxRow.message_id).in_(ids))
+            .order_by(col(OutboxRow.id))
+        ):
+            assert box.id is not None
+            outboxes[box.message_id] = MessageOutbox(
+                id=box.id,
+                state=OutboxState(box.state),
+                reason=box.reason,
+                attempts=box.attempts,
+                next_attempt_at=box.next_attempt_at,
+                sent_at=box.sent_at,
+            )
+    authors = await _staff_refs(session, (m.author_user_id for m in messages))
+    result = []
+    for m in messages:
+        assert m.id is not None
+        result.append(
+            MessageOut(
+                id=m.id,
+                direction=Direction(m.direction),
+                channel=Channel(m.channel),
+                subject=m.subject,
+                text=m.text,
+                # Citizen HTML is sanitised before any browser can see it, whoever stored it.
+                html=nh3.clean(m.html) if m.html else None,
+                sender=m.sender,
+                author=authors.get(m.author_user_id) if m.author_user_id else None,
+                delivery_status=DeliveryStatus(m.delivery_status),
+                attachments=attachments.get(m.id, []),
+                outbox=outboxes.get(m.id),
+                created_at=m.created_at,
+            )
+        )
+    return result
+
+
+async def ticket_detail(
+    session: AsyncSession, staff: Staff, departments: Mapping[str, str], reference: str
+) -> TicketDetail:
+    """The ticket with its contact, messages (oldest first) and event history."""
+    ticket = await visible_ticket(session, staff, reference)
+    contact = await session.get_one(Contact, ticket.contact_id)
+    identities = await session.scalars(
+        sa.select(ContactIdentity)
+        .where(col(ContactIdentity.contact_id) == ticket.contact_id)
+        .order_by(col(ContactIdentity.id))
+    )
+    messages = (
+        await session.scalars(
+            sa.select(Message)
+            .where(col(Message.ticket_id) == ticket.id)
+            .order_by(col(Message.created_at), col(Message.id))
+        )
+    ).all()
+    events = (
+        await session.scalars(
+            sa.select(TicketEvent)
+            .where(col(TicketEvent.ticket_id) == ticket.id)
+            .order_by(col(TicketEvent.created_at), col(TicketEvent.id))
+        )
+    ).all()
+    actors = await _staff_refs(session, (e.actor_user_id for e in events))
+    summary = _summary(ticket, contact, departments)
+    assert contact.id is not None
+    has_location = any(
+        v is not None for v in (ticket.location_lat, ticket.location_lon, ticket.location_address)
+    )
+    return TicketDetail(
+        **{k: v for k, v in summary if k != "contact"},
+        contact=ContactDetail(
+            id=contact.id,
+            name=contact.display_name,
+            language=contact.language,
+            identities=[
+                ContactIdentityOut(kind=IdentityKind(i.kind), value=i.value) for i in identities
+            ],
+        ),
+        reply_address=ticket.reply_address,
+        language=ticket.language,
+        location=Location(
+            latitude=ticket.location_lat,
+            longitude=ticket.location_lon,
+            address=ticket.location_address,
+        )
+        if has_location
+        else None,
+        messages=await _messages_out(session, messages),
+        events=[
+            EventOut(
+                id=e.id,
+                type=e.type,
+                actor=actors.get(e.actor_user_id) if e.actor_user_id else None,
+                data=e.data,
+                created_at=e.created_at,
+            )
+            for e in events
+            if e.id is not None
+        ],
+    )
+
+
+# Actions
+
+
+def _event(
+    ticket: Ticket, staff: Staff, kind: str, data: dict[str, object], now: datetime
+) -> TicketEvent:
+    assert ticket.id is not None
+    return TicketEvent(
+        ticket_id=ticket.id, type=kind, actor_user_id=staff.id, data=data, created_at=now
+    )
+
+
+def _check_transition(staff: Staff, current: TicketStatus, target: TicketStatus) -> None:
+    if target == current:
+        raise ConflictError("unchanged", f"the ticket is already {current}")
+    allowed = TRANSITIONS[current]
+    if target not in allowed:
+        raise ConflictError(
+            "invalid_transition",
+            f"a {current} ticket cannot become {target}",
+            {"from": current, "to": target, "allowed": _in_order(allowed)},
+        )
+    if current == CLOSED and not staff.sees_all:
+        raise ForbiddenError("forbidden", REOPEN_FROM_CLOSED)
+
+
+def _set_status(
+    session: AsyncSession,
+    ticket: Ticket,
+    staff: Staff,
+    target: TicketStatus,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    current = ticket.status
+    ticket.status = target
+    if target == RESOLVED or (target == CLOSED and ticket.resolved_at is None):
+        ticket.resolved_at = now
+    elif target in (OPEN, PENDING):
+        ticket.resolved_at = None
+    session.add(
+        _event(
+            ticket, staff, "status_changed", {"from": current, "to": target, "reason": reason}, now
+        )
+    )
+
+
+async def _reply_address(
+    session: AsyncSession, ticket: Ticket, override: Channel | None
+) -> tuple[str, str | None]:
+    """The channel and recipient of a reply; an override must match an identity of the contact."""
+    default_channel = ticket.reply_channel or ticket.origin_channel
+    channel = override or Channel(default_channel)
+    if channel == ticket.reply_channel and ticket.reply_address:
+        return channel, ticket.reply_address
+    identities = (
+        await session.scalars(
+            sa.select(ContactIdentity)
+            .where(col(ContactIdentity.contact_id) == ticket.contact_id)
+            .order_by(col(ContactIdentity.id))
+        )
+    ).all()
+    kind = REPLY_IDENTITY.get(channel)
+    address = next((i.value for i in identities if i.kind == kind), None)
+    if override is None or address is not None:
+        # Without an override the reply is queued even with no address: the outbox row then
+        # says why it waits, which is what staff need to see.
+        return channel, address
+    reachable = sorted(c for c, k in REPLY_IDENTITY.items() if any(i.kind == k for i in identities))
+    if kind is None:
+        raise UnprocessableError(
+            "channel_not_replyable",
+            f"replies cannot be sent on {channel}",
+            {"channel": channel, "reachable_channels": reachable},
+        )
+    raise UnprocessableError(
+        "no_address",
+        f"the contact has no {kind} identity to reach on {channel}",
+        {"channel": channel, "reachable_channels": reachable},
+    )
+
+
+async def reply(
+    session: AsyncSession, staff: Staff, reference: str, request: ReplyRequest
+) -> MessageOut:
+    """Queue a reply to the citizen in the outbox and record it on the ticket.
+
+    A new ticket becomes open unless ``request.status`` asks for another status.
+    """
+    ticket = await visible_ticket(session, staff, reference, for_update=True)
+    assert ticket.id is not None
+    current = TicketStatus(ticket.status)
+    if current == CLOSED:
+        raise ConflictError("ticket_closed", "the ticket is closed; reopen it before replying")
+    target = request.status or (OPEN if current == NEW else None)
+    if request.status is not None and request.status != current:
+        _check_transition(staff, current, request.status)
+    channel, recipient = await _reply_address(session, ticket, request.channel)
+    subject = None
+    if channel == Channel.EMAIL:
+        # The reference in the subject lets ingest thread the citizen's answer to this ticket.
+        subject = (
+            f"Re: {ticket.subject} [{ticket.reference}]"
+            if ticket.subject
+            else f"[{ticket.reference}]"
+        )
+    now = utcnow()
+    [(message_id, outbox_id)] = await queue_outbound(
+        await session.connection(),
+        [
+            OutboundDraft(
+                ticket_id=ticket.id,
+                channel=channel,
+                recipient=recipient,
+                text=request.text,
+                purpose=REPLY_PURPOSE,
+                subject=subject,
+                author_user_id=staff.id,
+            )
+        ],
+        now,
+    )
+    session.add(
+        _event(
+            ticket,
+            staff,
+            "replied",
+            {"message_id": message_id, "outbox_id": outbox_id, "channel": channel},
+            now,
+        )
+    )
+    if target is not None and target != current:
+        _set_status(session, ticket, staff, target, "reply", now)
+    ticket.updated_at = now
+    message = await session.get_one(Message, message_id)
+    [out] = await _messages_out(session, [message])
+    return out
+
+
+async def add_note(
+    session: AsyncSession, staff: Staff, reference: str, request: NoteRequest
+) -> MessageOut:
+    """Add an internal note; it is never queued for sending."""
+    ticket = await visible_ticket(session, staff, reference, for_update=True)
+    assert ticket.id is not None
+    now = utcnow()
+    note = Message(
+        ticket_id=ticket.id,
+        direction=Direction.NOTE,
+        channel=NOTE_CHANNEL,
+        author_user_id=staff.id,
+        text=request.text,
+        delivery_status=DeliveryStatus.RECEIVED,
+        created_at=now,
+    )
+    session.add(note)
+    await session.flush()
+    session.add(_event(ticket, staff, "note", {"message_id": note.id}, now))
+    ticket.updated_at = now
+    [out] = await _messages_out(session, [note])
+    return out
+
+
+async def transfer(
+    session: AsyncSession,
+    staff: Staff,
+    departments: Mapping[str, str],
+    reference: str,
+    request: TransferRequest,
+) -> TicketSummary:
+    """Move the ticket to another department, which may lie outside the agent's own."""
+    ticket = await visible_ticket(session, staff, reference, for_update=True)
+    if request.department not in departments:
+        raise UnprocessableError(
+            "unknown_department",
+            f"unknown department '{request.department}'",
+            {"valid": sorted(departments)},
+        )
+    if request.department == ticket.department:
+        raise ConflictError("unchanged", f"the ticket is already with {request.department}")
+    now = utcnow()
+    session.add(
+        _event(
+            ticket,
+            staff,
+            "transferred",
+            {"from": ticket.department, "to": request.department, "reason": request.reason},
+            now,
+        )
+    )
+    ticket.department = request.department
+    # The assignee belonged to the old department; the new one picks its own.
+    ticket.assignee_id = None
+    ticket.updated_at = now
+    contact = await session.get_one(Contact, ticket.contact_id)
+    return _summary(ticket, contact, departments)
+
+
+async def change_status(
+    session: AsyncSession,
+    staff: Staff,
+    departments: Mapping[str, str],
+    reference: str,
+    request: StatusRequest,
+) -> TicketSummary:
+    """Move the ticket along ``TRANSITIONS``."""
+    ticket = await visible_ticket(session, staff, reference, for_update=True)
+    _check_transition(staff, TicketStatus(ticket.status), request.status)
+    now = utcnow()
+    _set_status(session, ticket, staff, request.status, request.reason, now)
+    ticket.updated_at = now
+    contact = await session.get_one(Contact, ticket.contact_id)
+    return _summary(ticket, contact, departments)
+
+
+# The outbox
+
+
+async def list_outbox(
+    session: AsyncSession,
+    staff: Staff,
+    states: Collection[str],
+    limit: int,
+    cursor: str | None = None,
+) -> OutboxPage:
+    """Outbox rows newest first, for admins and operators only.
+
+    Raises:
+        ForbiddenError: the staff member is an agent.
+    """
+    if not staff.sees_all:
+        raise ForbiddenError("forbidden", "only admins and operators may read the outbox")
+    query = sa.select(OutboxRow, col(Ticket.reference)).join(
+        Ticket, col(Ticket.id) == col(OutboxRow.ticket_id)
+    )
+    if states:
+        query = query.where(col(OutboxRow.state).in_(sorted(states)))
+    if cursor is not None:
+        [ident] = decode_cursor(cursor, 1)
+        try:
+            query = query.where(col(OutboxRow.id) < int(ident))
+        except ValueError:
+            raise _invalid_cursor() from None
+    query = query.order_by(col(OutboxRow.id).desc()).limit(limit + 1)
+    rows = (await session.execute(query)).all()
+    page = rows[:limit]
+    items = []
+    for box, reference in page:
+        assert box.id is not None
+        items.append(
+            OutboxItem(
+                id=box.id,
+                ticket_reference=reference,
+                message_id=box.message_id,
+                purpose=box.purpose,
+                channel=Channel(box.channel),
+                recipient=box.recipient,
+                state=OutboxState(box.state),
+                reason=box.reason,
+                attempts=box.attempts,
+                next_attempt_at=box.next_attempt_at,
+                created_at=box.created_at,
+                sent_at=box.sent_at,
+            )
+        )
+    next_cursor = encode_cursor(str(page[-1][0].id)) if len(rows) > limit else None
+    return OutboxPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,1 @@
+"""Alembic environment for the schema, inside ``store`` so that installed copies migrate too."""

@@ -1,0 +1,1 @@
+"""Tests for the store package: migrations, database handle and queries."""
