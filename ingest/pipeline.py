@@ -35,6 +35,7 @@ from ingest.model import (
     TicketStatus,
 )
 from router.rules import Decision, RoutingInput, RuleSet
+from store.batch import insert_rows
 from store.models import (
     AttachmentRow,
     Contact,
@@ -517,20 +518,17 @@ async def _persist(
 
     contact_ids: list[int] = []
     if new_contacts:
-        contact_ids = list(
-            (
-                await conn.execute(
-                    sa.insert(CONTACTS).returning(CONTACTS.c.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "display_name": (m.sender.display_name or None),
-                            "language": m.sender.language or m.language,
-                            "created_at": now,
-                        }
-                        for m in new_contacts
-                    ],
-                )
-            ).scalars()
+        contact_ids = await insert_rows(
+            conn,
+            CONTACTS,
+            [
+                {
+                    "display_name": (m.sender.display_name or None),
+                    "language": m.sender.language or m.language,
+                    "created_at": now,
+                }
+                for m in new_contacts
+            ],
         )
 
     def contact_of(ref: int | tuple[str, int]) -> int:
@@ -574,13 +572,8 @@ async def _persist(
                     "resolved_at": None,
                 }
             )
-        ids = (
-            await conn.execute(
-                sa.insert(TICKETS).returning(TICKETS.c.id, sort_by_parameter_order=True),
-                ticket_rows,
-            )
-        ).scalars()
-        for nt, row_id in zip(new_tickets, ids, strict=True):
+        ticket_ids = await insert_rows(conn, TICKETS, ticket_rows)
+        for nt, row_id in zip(new_tickets, ticket_ids, strict=True):
             nt.row_id = row_id
 
     def ticket_of(ref: int | tuple[str, int]) -> int:
@@ -589,30 +582,27 @@ async def _persist(
     stored = [p for p in plans if not p.duplicate]
     message_ids: list[int] = []
     if stored:
-        message_ids = list(
-            (
-                await conn.execute(
-                    sa.insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "ticket_id": ticket_of(p.ticket),
-                            "direction": "in",
-                            "channel": p.msg.channel.value,
-                            "external_id": p.msg.external_id,
-                            "author_user_id": None,
-                            "sender": next(iter(p.msg.sender.identities)).value
-                            if p.msg.sender.identities
-                            else None,
-                            "subject": p.msg.subject,
-                            "text": p.msg.text,
-                            "html": nh3.clean(p.msg.html) if p.msg.html else None,
-                            "delivery_status": "received",
-                            "created_at": p.msg.received_at,
-                        }
-                        for p in stored
-                    ],
-                )
-            ).scalars()
+        message_ids = await insert_rows(
+            conn,
+            MESSAGES,
+            [
+                {
+                    "ticket_id": ticket_of(p.ticket),
+                    "direction": "in",
+                    "channel": p.msg.channel.value,
+                    "external_id": p.msg.external_id,
+                    "author_user_id": None,
+                    "sender": next(iter(p.msg.sender.identities)).value
+                    if p.msg.sender.identities
+                    else None,
+                    "subject": p.msg.subject,
+                    "text": p.msg.text,
+                    "html": nh3.clean(p.msg.html) if p.msg.html else None,
+                    "delivery_status": "received",
+                    "created_at": p.msg.received_at,
+                }
+                for p in stored
+            ],
         )
     message_of = {id(p): mid for p, mid in zip(stored, message_ids, strict=True)}
 

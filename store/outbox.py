@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from store.batch import insert_rows
 from store.models import Message, OutboxRow, table_of
 
 MESSAGES = table_of(Message)
@@ -50,60 +50,50 @@ async def queue_outbound(
     """
     if not drafts:
         return []
-    message_ids = (
-        (
-            await conn.execute(
-                sa.insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "ticket_id": d.ticket_id,
-                        "direction": "out",
-                        "channel": d.channel,
-                        "external_id": None,
-                        "author_user_id": d.author_user_id,
-                        "sender": None,
-                        "subject": d.subject,
-                        "text": d.text,
-                        "html": None,
-                        "delivery_status": PENDING,
-                        "created_at": now,
-                    }
-                    for d in drafts
-                ],
-            )
-        )
-        .scalars()
-        .all()
+    message_ids = await insert_rows(
+        conn,
+        MESSAGES,
+        [
+            {
+                "ticket_id": d.ticket_id,
+                "direction": "out",
+                "channel": d.channel,
+                "external_id": None,
+                "author_user_id": d.author_user_id,
+                "sender": None,
+                "subject": d.subject,
+                "text": d.text,
+                "html": None,
+                "delivery_status": PENDING,
+                "created_at": now,
+            }
+            for d in drafts
+        ],
     )
-    outbox_ids = (
-        (
-            await conn.execute(
-                sa.insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "message_id": mid,
-                        "ticket_id": d.ticket_id,
-                        "purpose": d.purpose,
-                        "channel": d.channel,
-                        "recipient": d.recipient,
-                        "subject": d.subject,
-                        "body": d.text,
-                        "state": PENDING,
-                        "reason": d.reason
-                        or (None if d.recipient else "the citizen left no address on this channel"),
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "claimed_at": None,
-                        "provider_id": None,
-                        "created_at": now,
-                        "sent_at": None,
-                    }
-                    for mid, d in zip(message_ids, drafts, strict=True)
-                ],
-            )
-        )
-        .scalars()
-        .all()
+    outbox_ids = await insert_rows(
+        conn,
+        OUTBOX,
+        [
+            {
+                "message_id": mid,
+                "ticket_id": d.ticket_id,
+                "purpose": d.purpose,
+                "channel": d.channel,
+                "recipient": d.recipient,
+                "subject": d.subject,
+                "body": d.text,
+                "state": PENDING,
+                "reason": d.reason
+                or (None if d.recipient else "the citizen left no address on this channel"),
+                "attempts": 0,
+                "next_attempt_at": now,
+                "claimed_at": None,
+                "provider_id": None,
+                "created_at": now,
+                "sent_at": None,
+            }
+            for mid, d in zip(message_ids, drafts, strict=True)
+        ],
     )
     return list(zip(message_ids, outbox_ids, strict=True))
 
