@@ -35,7 +35,7 @@ from ingest.model import (
     TicketStatus,
 )
 from router.rules import Decision, RoutingInput, RuleSet
-from store.batch import insert_rows
+from store.batch import insert_many, insert_rows
 from store.models import (
     AttachmentRow,
     Contact,
@@ -535,8 +535,9 @@ async def _persist(
         return ref if isinstance(ref, int) else contact_ids[ref[1]]
 
     if new_identities:
-        await conn.execute(
-            sa.insert(IDENTITIES),
+        await insert_many(
+            conn,
+            IDENTITIES,
             [{"kind": k, "value": v, "contact_id": contact_of(c)} for k, v, c in new_identities],
         )
 
@@ -619,7 +620,7 @@ async def _persist(
         for a in p.msg.attachments
     ]
     if attachment_rows:
-        await conn.execute(sa.insert(ATTACHMENTS), attachment_rows)
+        await insert_many(conn, ATTACHMENTS, attachment_rows)
 
     events: list[dict[str, Any]] = []
     for nt in new_tickets:
@@ -676,7 +677,7 @@ async def _persist(
             }
         )
     if events:
-        await conn.execute(sa.insert(EVENTS), events)
+        await insert_many(conn, EVENTS, events)
     if continued:
         # The citizen answered: the ticket moves up the list and, if it waited on them, reopens.
         touched = {int(p.ticket) for p in continued}  # type: ignore[arg-type]
@@ -690,8 +691,9 @@ async def _persist(
                 .values(status=TicketStatus.OPEN.value)
             )
 
-    await conn.execute(
-        sa.insert(JOURNAL),
+    await insert_many(
+        conn,
+        JOURNAL,
         [
             _journal_row(p.msg, "duplicate" if p.duplicate else "processed", message_of.get(id(p)))
             for p in plans

@@ -7,6 +7,7 @@ case, accents, punctuation and spacing never decide whether a word matches.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -117,16 +118,32 @@ def _entry_pattern(entry: WordEntry) -> str:
     return head + re.escape(entry.words) + tail
 
 
+@functools.lru_cache(maxsize=16)
+def _tokens(normalised: str) -> frozenset[str]:
+    # One message's subject, text and both are asked about by every words condition; the
+    # cache makes that one split per text instead of one per condition.
+    return frozenset(normalised.split())
+
+
 @dataclass(frozen=True, slots=True)
 class WordMatcher:
-    """A list of words and phrases compiled into one regular expression over normalised text."""
+    """A list of words and phrases compiled for matching over normalised text.
+
+    ``pattern`` finds each occurrence and tells which entry it was (for explanations). For the
+    yes/no question routing asks, single whole words are looked up in the text's set of words
+    and only the other entries (phrases, open-ended words) go through ``others``.
+    """
 
     entries: tuple[WordEntry, ...]
     pattern: re.Pattern[str]
+    whole_words: frozenset[str]
+    others: re.Pattern[str] | None
 
     def found_in(self, normalised: str) -> bool:
         """Whether any entry occurs in text that went through :func:`normalise`."""
-        return self.pattern.search(normalised) is not None
+        if self.whole_words and not self.whole_words.isdisjoint(_tokens(normalised)):
+            return True
+        return self.others is not None and self.others.search(normalised) is not None
 
     def hits(self, normalised: str) -> list[tuple[str, WordEntry]]:
         """Every occurrence, in text order, with the entry that matched it."""
@@ -148,4 +165,16 @@ def compile_words(entries: Sequence[WordEntry]) -> WordMatcher:
     """
     alternatives = "|".join(f"({_entry_pattern(entry)})" for entry in entries)
     pattern = re.compile(f"{_BEFORE}(?:{alternatives}){_AFTER}")
-    return WordMatcher(entries=tuple(entries), pattern=pattern)
+    simple = [e for e in entries if not (e.starts_open or e.ends_open or " " in e.words)]
+    rest = [e for e in entries if e not in simple]
+    others = (
+        re.compile(f"{_BEFORE}(?:{'|'.join(_entry_pattern(e) for e in rest)}){_AFTER}")
+        if rest
+        else None
+    )
+    return WordMatcher(
+        entries=tuple(entries),
+        pattern=pattern,
+        whole_words=frozenset(e.words for e in simple),
+        others=others,
+    )
