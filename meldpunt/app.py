@@ -31,7 +31,7 @@ from ingest.pipeline import Intake, IntakePolicy
 from meldpunt.config import ConfigError, LoadedConfig, load_config
 from router.rules import RuleSet
 from store.db import Database
-from store.migrate import check_schema_current, upgrade
+from store.migrate import check_schema_current, current_revision, upgrade
 
 log = structlog.get_logger("meldpunt")
 
@@ -256,6 +256,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if should_migrate:
             await upgrade(db)
+            log.info("database schema up to date", revision=await current_revision(db))
         elif not await check_schema_current(db):
             await db.close()
             raise StartupError(

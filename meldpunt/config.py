@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -48,9 +48,16 @@ class _Strict(BaseModel):
 
 class Town(_Strict):
     name: str = Field(min_length=1, max_length=100)
-    reference_prefix: str = Field(default="MP", pattern=r"^[A-Za-z0-9]{1,10}$")
+    reference_prefix: str = "MP"
     language: Literal["nl", "fr", "en"] = "nl"
     timezone: str = "Europe/Brussels"
+
+    @field_validator("reference_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9]{1,10}", value):
+            raise ValueError('use 1 to 10 letters or digits, e.g. "1750"')
+        return value
 
 
 class Department(_Strict):
@@ -105,12 +112,10 @@ class OfficeHours(_Strict):
     sunday: Spans
     closed_days: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="before")
+    @field_validator(*WEEKDAYS, mode="before")
     @classmethod
-    def _spans(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: (_parse_spans(v) if k in WEEKDAYS else v) for k, v in data.items()}
-        return data
+    def _spans(cls, value: object) -> object:
+        return _parse_spans(value)
 
 
 class Channels(_Strict):
@@ -245,25 +250,65 @@ def load_settings(path: Path) -> tuple[Settings, YamlDocument]:
         raise ConfigError(_pydantic_problems(doc, exc)) from None
 
 
+def _raw_departments(doc_data: object) -> tuple[set[str] | None, str | None]:
+    """Department ids and default as written, to check the rules even when settings fail."""
+    if not isinstance(doc_data, dict):
+        return None, None
+    deps = doc_data.get("departments")
+    ids = (
+        {d["id"] for d in deps if isinstance(d, dict) and isinstance(d.get("id"), str)}
+        if isinstance(deps, list)
+        else None
+    )
+    default = doc_data.get("default_department")
+    return ids or None, default if isinstance(default, str) else None
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
-    """Load and validate the main file and the routing rules it names; raise ConfigError."""
+    """Load and validate the main file and the routing rules it names; raise ConfigError.
+
+    Problems in both files are reported together, so one run shows everything to fix.
+    """
     config_file = config_path(path)
-    settings, _ = load_settings(config_file)
-    rules_file = config_file.parent / settings.routing.file
+    problems: list[str] = []
+    settings: Settings | None = None
+    departments: set[str] | None
+    try:
+        settings, _ = load_settings(config_file)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if settings is not None:
+        rules_name, departments = settings.routing.file, {d.id for d in settings.departments}
+        default: str | None = settings.default_department
+    else:
+        try:
+            raw = load_yaml_file(config_file).data
+        except YamlError:
+            raise ConfigError(problems) from None
+        routing = raw.get("routing") if isinstance(raw, dict) else None
+        rules_name = (
+            str(routing.get("file", "routing.yaml"))
+            if isinstance(routing, dict)
+            else "routing.yaml"
+        )
+        departments, default = _raw_departments(raw)
+    rules_file = config_file.parent / rules_name
+    rules: RuleSet | None = None
     try:
         rules_doc = load_yaml_file(rules_file)
-    except YamlError as exc:
-        raise ConfigError([str(exc)]) from None
-    try:
         rules = compile_rules(
             rules_doc.data,
             file=str(rules_file),
             line_of=rules_doc.line_of,
-            departments={d.id for d in settings.departments},
-            default_department=settings.default_department,
+            departments=departments,
+            default_department=default,
         )
+    except YamlError as exc:
+        problems.append(str(exc))
     except RuleError as exc:
-        raise ConfigError(exc.problems) from None
+        problems.extend(exc.problems)
+    if problems or settings is None or rules is None:
+        raise ConfigError(problems)
     return LoadedConfig(
         settings=settings,
         rules=rules,
