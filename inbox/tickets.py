@@ -47,6 +47,7 @@ from inbox.schemas import (
     TransferRequest,
 )
 from ingest.model import (
+    REPLY_IDENTITY,
     Channel,
     DeliveryStatus,
     Direction,
@@ -89,14 +90,6 @@ REOPEN_FROM_CLOSED = "only an admin or operator may reopen a closed ticket"
 
 # Which identity of a contact a reply on each channel goes to. Channels missing here (voice, web
 # form, app, desk) cannot carry a staff reply on their own.
-REPLY_IDENTITY: Mapping[Channel, IdentityKind] = {
-    Channel.EMAIL: IdentityKind.EMAIL,
-    Channel.SMS: IdentityKind.PHONE,
-    Channel.WHATSAPP: IdentityKind.PHONE,
-    Channel.TELEGRAM: IdentityKind.TELEGRAM,
-    Channel.MESSENGER: IdentityKind.MESSENGER,
-    Channel.WEBCHAT: IdentityKind.WEBCHAT,
-}
 
 REPLY_PURPOSE = "reply"
 # Notes are written in the inbox, so they are recorded on the desk channel and never sent.

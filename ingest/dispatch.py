@@ -43,10 +43,6 @@ class Sender(Protocol):
     async def send(self, message: OutboundMessage) -> SendResult: ...
 
 
-class PermanentFailure(Protocol):
-    permanent: bool
-
-
 @dataclass(frozen=True, slots=True)
 class DispatchPolicy:
     max_attempts: int = 8

@@ -49,6 +49,18 @@ class IdentityKind(enum.StrEnum):
     WEBCHAT = "webchat"
 
 
+# Which of a citizen's identities a message on a channel is addressed to. Channels missing here
+# (voice, web form, app, desk) cannot carry a reply themselves.
+REPLY_IDENTITY: dict[Channel, IdentityKind] = {
+    Channel.EMAIL: IdentityKind.EMAIL,
+    Channel.SMS: IdentityKind.PHONE,
+    Channel.WHATSAPP: IdentityKind.PHONE,
+    Channel.TELEGRAM: IdentityKind.TELEGRAM,
+    Channel.MESSENGER: IdentityKind.MESSENGER,
+    Channel.WEBCHAT: IdentityKind.WEBCHAT,
+}
+
+
 class Priority(enum.StrEnum):
     LOW = "low"
     NORMAL = "normal"

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ingest.codec import message_to_envelope
 from ingest.identity import normalise_contact
 from ingest.model import (
+    REPLY_IDENTITY,
     Channel,
     IdentityKind,
     InboundMessage,
@@ -62,6 +63,7 @@ EVENTS = table_of(TicketEvent)
 JOURNAL = table_of(JournalEntry)
 COUNTERS = table_of(CounterRow)
 
+_FALLBACK_REPLY = ((IdentityKind.EMAIL, Channel.EMAIL), (IdentityKind.PHONE, Channel.SMS))
 OPEN_STATES = (TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value)
 REFERENCE_COUNTER = "ticket_reference"
 
@@ -79,19 +81,6 @@ INTAKE_SECONDS = Histogram(
     "meldpunt_intake_commit_seconds",
     "Time to process and commit one intake batch.",
 )
-
-# Which identity kind a channel's sender address is, so a reply can go back the same way.
-CHANNEL_IDENTITY: dict[Channel, IdentityKind] = {
-    Channel.EMAIL: IdentityKind.EMAIL,
-    Channel.WEBFORM: IdentityKind.EMAIL,
-    Channel.APP: IdentityKind.EMAIL,
-    Channel.SMS: IdentityKind.PHONE,
-    Channel.WHATSAPP: IdentityKind.PHONE,
-    Channel.VOICE: IdentityKind.PHONE,
-    Channel.TELEGRAM: IdentityKind.TELEGRAM,
-    Channel.MESSENGER: IdentityKind.MESSENGER,
-    Channel.WEBCHAT: IdentityKind.WEBCHAT,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +177,18 @@ def _subject_of(msg: InboundMessage) -> str:
 
 
 def _reply_route(msg: InboundMessage) -> tuple[str, str | None]:
+    """Where answers go: the connector's choice, else the same channel, else an address given."""
     channel = msg.reply_channel or msg.channel
     if msg.reply_address:
         return channel.value, msg.reply_address
-    kind = CHANNEL_IDENTITY.get(channel)
-    return channel.value, (msg.sender.first(kind) if kind else None)
+    kind = REPLY_IDENTITY.get(channel)
+    address = msg.sender.first(kind) if kind else None
+    if address is None and kind is None:
+        # The channel cannot carry a reply (a voice message, a form): use what the citizen gave.
+        for fallback_kind, fallback_channel in _FALLBACK_REPLY:
+            if found := msg.sender.first(fallback_kind):
+                return fallback_channel.value, found
+    return channel.value, address
 
 
 class Intake:
