@@ -239,6 +239,61 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _quarantine(config: LoadedConfig, retry: list[int]) -> int:
+    from datetime import timedelta
+
+    from ingest.pipeline import Intake, IntakePolicy
+    from ingest.quarantine import list_quarantined, retry_quarantined
+
+    db = Database(config.settings.database_url)
+    try:
+        if not retry:
+            entries = await list_quarantined(db.engine)
+            for e in entries:
+                first_line = (e.error or "").splitlines()[0] if e.error else ""
+                print(
+                    f"{e.id}\t{e.received_at.isoformat()}\t{e.channel}\t{e.external_id}\t"
+                    f"{first_line[:160]}"
+                )
+            print(f"{len(entries)} quarantined message(s)", file=sys.stderr)
+            return 0
+        settings = config.settings
+        intake = Intake(
+            db.engine,
+            lambda: config.rules,
+            IntakePolicy(
+                reference_prefix=settings.town.reference_prefix,
+                conversation_window=timedelta(hours=settings.intake.conversation_window_hours),
+            ),
+        )
+        await intake.start()
+        failed = 0
+        try:
+            for journal_id in retry:
+                try:
+                    result = await retry_quarantined(db.engine, intake, journal_id)
+                except LookupError as exc:
+                    print(f"{journal_id}: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                if result.quarantined:
+                    failed += 1
+                    print(f"{journal_id}: still fails; see 'meldpunt quarantine list'")
+                else:
+                    state = "duplicate of" if result.duplicate else "ticket"
+                    print(f"{journal_id}: {state} {result.ticket_reference}")
+        finally:
+            await intake.stop()
+        return 1 if failed else 0
+    finally:
+        await db.close()
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    config = _load(args)
+    return asyncio.run(_quarantine(config, list(args.retry or [])))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meldpunt", description="Omnichannel contact point for towns."
@@ -271,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "quarantine", help="list messages that could not be processed, or process them again"
+    )
+    p.add_argument(
+        "--retry", type=int, nargs="+", metavar="ID", help="process these journal entries again"
+    )
+    p.set_defaults(func=cmd_quarantine)
 
     p = sub.add_parser("user", help="staff users")
     user_sub = p.add_subparsers(dest="user_command", required=True, metavar="SUBCOMMAND")
