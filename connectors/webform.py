@@ -196,7 +196,7 @@ class WebFormConnector(Connector):
             kinds=KIND_LABELS_NL,
             csrf_token=csrf or "",
             options=self.options,
-            max_mb=round(self.options.max_attachment_bytes / 1024 / 1024, 1),
+            max_mb=_megabytes(self.options.max_attachment_bytes),
             **values,
         )
         response = web.Response(text=html, status=status, content_type="text/html")
@@ -350,7 +350,7 @@ class WebFormConnector(Connector):
                 if data is None:
                     sub.errors["attachment"] = (
                         f"Het bestand '{_clean_filename(part.filename)}' is te groot. "
-                        f"Het mag hoogstens {round(limit / 1024 / 1024, 1)} MB zijn."
+                        f"Het mag hoogstens {_megabytes(limit)} MB zijn."
                     )
                     continue
                 content_type = part.headers.get("Content-Type", "application/octet-stream")
@@ -469,6 +469,12 @@ async def _read_limited(part: BodyPartReader, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _megabytes(size: int) -> str:
+    """A size as Dutch readers write it: "10", or "2,5" with a decimal comma."""
+    value = round(size / 1024 / 1024, 1)
+    return f"{value:g}".replace(".", ",")
 
 
 def _clean_filename(name: str) -> str:
