@@ -15,10 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
 from meldpunt.config import ConfigError, LoadedConfig, load_config
 from meldpunt.logs import configure_logging
 from meldpunt.yamlsource import YamlError, load_yaml_file
-from router.rules import RoutingInput, RuleError, parse_rule_tests, run_rule_tests
+from router.rules import (
+    RoutingInput,
+    RuleError,
+    parse_message,
+    parse_rule_tests,
+    run_rule_tests,
+)
 from store.db import Database, DatabaseUrlError
 
 
@@ -49,30 +57,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def _routing_input(data: Any, source: str) -> RoutingInput:
     if not isinstance(data, dict):
         raise CommandError(f"{source}: expected a JSON object describing a message")
-    known = {
-        "channel",
-        "kind",
-        "subject",
-        "text",
-        "sender",
-        "sender_address",
-        "has_location",
-        "has_attachment",
-        "language",
-    }
-    unknown = sorted(set(data) - known)
+    known = ("channel", "kind", "subject", "text", "sender", "sender_address", "has_location",
+             "has_attachment", "language")  # fmt: skip
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise CommandError(f"{source}: unknown field(s) {', '.join(unknown)}; use {sorted(known)}")
-    return RoutingInput(
-        channel=str(data.get("channel", "webform")),
-        kind=data.get("kind"),
-        subject=str(data.get("subject", "")),
-        text=str(data.get("text", "")),
-        sender_address=data.get("sender_address", data.get("sender")),
-        has_location=bool(data.get("has_location", False)),
-        has_attachment=bool(data.get("has_attachment", False)),
-        language=data.get("language"),
-    )
+    message = {"channel": "webform", **data}
+    if "sender_address" in message:
+        message.setdefault("sender", message.pop("sender_address"))
+    try:
+        return parse_message(message, file=source)
+    except RuleError as exc:
+        raise CommandError(
+            "the message has errors:\n" + "\n".join(f"  {p}" for p in exc.problems)
+        ) from None
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -128,6 +126,20 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _database_failure(db: Database, exc: BaseException) -> CommandError:
+    """Say which database failed and why in one line, without a traceback or a password."""
+    reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+    return CommandError(f"cannot use the {db.where}: {first}")
+
+
+async def _require_schema(db: Database) -> None:
+    from store.migrate import check_schema_current
+
+    if not await check_schema_current(db):
+        raise CommandError("the database schema is not up to date: run 'meldpunt migrate' first")
+
+
 async def _migrate(config: LoadedConfig) -> str:
     from store.migrate import current_revision, upgrade
 
@@ -135,6 +147,8 @@ async def _migrate(config: LoadedConfig) -> str:
     try:
         await upgrade(db)
         return await current_revision(db) or "?"
+    except (SQLAlchemyError, OSError) as exc:
+        raise _database_failure(db, exc) from None
     finally:
         await db.close()
 
@@ -170,6 +184,7 @@ async def _user_add(config: LoadedConfig, args: argparse.Namespace, password: st
     try:
         if db.dialect == "sqlite":
             await upgrade(db)
+        await _require_schema(db)
         async with db.session() as session:
             user = await create_user(
                 session, args.email, args.role, list(args.department), password, name=args.name
@@ -177,6 +192,8 @@ async def _user_add(config: LoadedConfig, args: argparse.Namespace, password: st
             return user.email
     except UserError as exc:
         raise CommandError(str(exc)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise _database_failure(db, exc) from None
     finally:
         await db.close()
 
@@ -194,10 +211,13 @@ async def _token_create(config: LoadedConfig, email: str, name: str | None) -> s
 
     db = Database(config.settings.database_url)
     try:
+        await _require_schema(db)
         async with db.session() as session:
             return await create_token(session, email, name=name)
     except UserError as exc:
         raise CommandError(str(exc)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise _database_failure(db, exc) from None
     finally:
         await db.close()
 
@@ -231,9 +251,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGHUP, app[RUNTIME].rules.reload)
 
     app.on_startup.append(on_startup)
-    print(f"meldpunt listening on http://{args.host}:{args.port}/contact", flush=True)
+    def announce(_banner: str) -> None:
+        # aiohttp calls this once the start-up hooks ran and the port is bound, not before.
+        print(f"meldpunt listening on http://{args.host}:{args.port}/contact", flush=True)
+
     try:
-        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+        web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
     except StartupError as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -285,6 +308,8 @@ async def _quarantine(config: LoadedConfig, retry: list[int]) -> int:
         finally:
             await intake.stop()
         return 1 if failed else 0
+    except (SQLAlchemyError, OSError) as exc:
+        raise _database_failure(db, exc) from None
     finally:
         await db.close()
 

@@ -1329,6 +1329,26 @@ def _parse_test(p: _Problems, index: int, raw: object) -> RuleTestCase | None:
     return RuleTestCase(name, message, expect, p.file, p.line(path))
 
 
+def parse_message(data: object, *, file: str) -> RoutingInput:
+    """Check an example message given as plain values (JSON or YAML) as rule tests do.
+
+    Args:
+        data: A mapping with channel, kind, subject, text, sender, has_location, ...
+        file: The name used in problem messages.
+
+    Returns:
+        The message as the router sees it.
+
+    Raises:
+        RuleError: With every problem in the message.
+    """
+    p = _Problems(file, None)
+    message = _parse_message(p, (), data)
+    if p.found or message is None:
+        raise RuleError(p.found or [f"{file}: not a message"])
+    return message
+
+
 def _optional_text(p: _Problems, path: _Path, value: object) -> str | None:
     if value is None or isinstance(value, str):
         return value

@@ -88,6 +88,15 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @property
+    def where(self) -> str:
+        """The database named for people: driver, host and name, never the password."""
+        parsed = make_url(self.url)
+        if self.dialect == "sqlite":
+            return f"SQLite database {parsed.database}"
+        port = f":{parsed.port}" if parsed.port else ""
+        return f"PostgreSQL database '{parsed.database}' on {parsed.host}{port}"
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
