@@ -251,6 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGHUP, app[RUNTIME].rules.reload)
 
     app.on_startup.append(on_startup)
+
     def announce(_banner: str) -> None:
         # aiohttp calls this once the start-up hooks ran and the port is bound, not before.
         print(f"meldpunt listening on http://{args.host}:{args.port}/contact", flush=True)
