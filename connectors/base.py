@@ -12,18 +12,46 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
 from ingest.files import AttachmentStore
-from ingest.model import Channel, InboundMessage, IntakeResult, OutboundMessage, SendResult
+from ingest.model import (
+    Channel,
+    DeliveryReport,
+    InboundMessage,
+    IntakeResult,
+    OutboundMessage,
+    RawPayload,
+    SendResult,
+)
 
 
 class IntakePort(Protocol):
-    """What a connector may do with a parsed message: hand it to ingest and wait until durable."""
+    """What a connector may do with what it received; each call returns once it is durable."""
 
-    async def submit(self, message: InboundMessage) -> IntakeResult: ...
+    async def submit(self, message: InboundMessage) -> IntakeResult:
+        """Turn a citizen's message into (part of) a ticket."""
+        ...
+
+    async def report_delivery(self, report: DeliveryReport) -> bool:
+        """Record a delivery update; False when no outbound message has that provider id."""
+        ...
+
+    async def quarantine(
+        self, channel: Channel, external_id: str, raw: RawPayload, error: str
+    ) -> None:
+        """Keep something that could not be parsed, with why, for staff to look at and retry."""
+        ...
+
+
+class CursorStore(Protocol):
+    """Durable bookmarks a connector keeps between runs (e.g. IMAP UIDVALIDITY and last UID)."""
+
+    async def load(self, key: str) -> dict[str, Any] | None: ...
+
+    async def save(self, key: str, value: dict[str, Any]) -> None: ...
 
 
 class SendError(Exception):
@@ -55,6 +83,7 @@ class ConnectorContext:
 
     intake: IntakePort
     files: AttachmentStore
+    cursors: CursorStore
     public_url: str
     town_name: str
     secret_key: bytes
@@ -66,7 +95,8 @@ class Connector(abc.ABC):
     channel: ClassVar[Channel]
     capabilities: ClassVar[Capabilities]
 
-    def __init__(self, context: ConnectorContext) -> None:
+    def __init__(self, context: ConnectorContext, options: object = None) -> None:
+        # ``options`` is the channel's section of meldpunt.yaml; subclasses narrow its type.
         self.context = context
 
     @property

@@ -65,6 +65,8 @@ def message_to_envelope(msg: InboundMessage) -> dict[str, Any]:
         },
         "reply_channel": msg.reply_channel.value if msg.reply_channel else None,
         "reply_address": msg.reply_address,
+        "full_text": msg.full_text,
+        "automatic": msg.automatic,
     }
 
 
@@ -96,4 +98,6 @@ def message_from_envelope(data: dict[str, Any], raw: RawPayload) -> InboundMessa
         ),
         reply_channel=Channel(data["reply_channel"]) if data.get("reply_channel") else None,
         reply_address=data.get("reply_address"),
+        full_text=data.get("full_text"),
+        automatic=bool(data.get("automatic", False)),
     )

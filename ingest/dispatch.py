@@ -177,7 +177,7 @@ class Dispatcher:
             )
             rows = (
                 await conn.execute(
-                    sa.select(OUTBOX, TICKETS.c.reference)
+                    sa.select(OUTBOX, TICKETS.c.reference, TICKETS.c.department)
                     .join(TICKETS, TICKETS.c.id == OUTBOX.c.ticket_id)
                     .where(OUTBOX.c.id.in_(due), OUTBOX.c.claimed_at == now)
                     .order_by(OUTBOX.c.id)
@@ -188,6 +188,11 @@ class Dispatcher:
     async def _send(self, row: sa.Row[tuple[object, ...]]) -> None:
         r = row._mapping
         channel = Channel(str(r["channel"]))
+        try:
+            in_reply_to, references = await self._thread_of(int(r["ticket_id"]), channel)
+        except Exception as exc:
+            await self._failed(r, exc)
+            return
         message = OutboundMessage(
             outbox_id=int(r["id"]),
             channel=channel,
@@ -195,6 +200,10 @@ class Dispatcher:
             text=str(r["body"]),
             subject=r["subject"],
             ticket_reference=r["reference"],
+            in_reply_to=in_reply_to,
+            references=references,
+            department=r["department"],
+            automatic=r["purpose"] != "reply",
         )
         try:
             async with asyncio.timeout(self._policy.send_timeout_seconds):
@@ -215,6 +224,29 @@ class Dispatcher:
                 .values(delivery_status=result.status.value, external_id=result.provider_id)
             )
         DISPATCHED.labels(channel.value, "sent").inc()
+
+    async def _thread_of(
+        self, ticket_id: int, channel: Channel
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The provider ids this message answers: the citizen's last one, and the whole chain.
+
+        E-mail clients thread on them (In-Reply-To, References); other channels ignore them.
+        """
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(MESSAGES.c.direction, MESSAGES.c.external_id)
+                    .where(
+                        MESSAGES.c.ticket_id == ticket_id,
+                        MESSAGES.c.channel == channel.value,
+                        MESSAGES.c.external_id.is_not(None),
+                    )
+                    .order_by(MESSAGES.c.id)
+                )
+            ).all()
+        chain = tuple(str(external_id) for _, external_id in rows)
+        last_in = next((str(e) for d, e in reversed(rows) if d == "in"), None)
+        return ((last_in,) if last_in else ()), chain
 
     async def _failed(self, r: sa.RowMapping, exc: Exception) -> None:
         attempts = int(r["attempts"])

@@ -178,6 +178,8 @@ class InboundMessage:
     raw: RawPayload
     subject: str | None = None
     html: str | None = None
+    # The whole text when ``text`` was shortened (an e-mail without its quoted history).
+    full_text: str | None = None
     kind: Kind | None = None
     location: Location | None = None
     attachments: tuple[Attachment, ...] = ()
@@ -185,6 +187,9 @@ class InboundMessage:
     hints: ThreadHints = field(default_factory=ThreadHints)
     reply_channel: Channel | None = None
     reply_address: str | None = None
+    # Sent by a machine (out-of-office, auto-reply, list mail): stored, but never acknowledged,
+    # so two robots cannot keep answering each other.
+    automatic: bool = False
 
     def __post_init__(self) -> None:
         if self.received_at.tzinfo is None:
@@ -204,7 +209,14 @@ class OutboundMessage:
     subject: str | None = None
     html: str | None = None
     ticket_reference: str | None = None
+    # E-mail threading: the citizen's message this answers, and the whole chain before it
+    # (provider ids without angle brackets).
     in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    # The department answering: e-mail may send from its own address.
+    department: str | None = None
+    # An acknowledgement or notice rather than a person's answer (e-mail: Auto-Submitted).
+    automatic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +225,22 @@ class SendResult:
 
     provider_id: str | None
     status: DeliveryStatus = DeliveryStatus.SENT
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A provider's word on an outbound message: delivered, read, failed (a bounce, a callback).
+
+    ``provider_id`` is the id the provider gave the message when it was sent (for e-mail, the
+    Message-ID meldpunt set, without angle brackets).
+    """
+
+    channel: Channel
+    provider_id: str
+    status: DeliveryStatus
+    received_at: datetime
+    detail: str | None = None
+    raw: RawPayload | None = None
 
 
 @dataclass(frozen=True, slots=True)

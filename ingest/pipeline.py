@@ -28,11 +28,14 @@ from ingest.identity import normalise_contact
 from ingest.model import (
     REPLY_IDENTITY,
     Channel,
+    DeliveryReport,
+    DeliveryStatus,
     IdentityKind,
     InboundMessage,
     IntakeResult,
     IntakeUnavailable,
     Kind,
+    RawPayload,
     TicketStatus,
 )
 from router.rules import Decision, RoutingInput, RuleSet
@@ -43,6 +46,7 @@ from store.models import (
     ContactIdentity,
     JournalEntry,
     Message,
+    OutboxRow,
     Ticket,
     TicketEvent,
     table_of,
@@ -50,7 +54,7 @@ from store.models import (
 from store.models import (
     Counter as CounterRow,
 )
-from store.outbox import OutboundDraft, queue_outbound
+from store.outbox import FAILED, OutboundDraft, queue_outbound
 
 log = structlog.get_logger("meldpunt.ingest")
 
@@ -62,8 +66,18 @@ ATTACHMENTS = table_of(AttachmentRow)
 EVENTS = table_of(TicketEvent)
 JOURNAL = table_of(JournalEntry)
 COUNTERS = table_of(CounterRow)
+OUTBOX = table_of(OutboxRow)
 
 _FALLBACK_REPLY = ((IdentityKind.EMAIL, Channel.EMAIL), (IdentityKind.PHONE, Channel.SMS))
+# Delivery only moves forward: sent < delivered < read.
+_DELIVERY_RANK = {
+    DeliveryStatus.PENDING.value: 0,
+    DeliveryStatus.SENDING.value: 1,
+    DeliveryStatus.SENT.value: 2,
+    DeliveryStatus.UNCERTAIN.value: 2,
+    DeliveryStatus.DELIVERED.value: 3,
+    DeliveryStatus.READ.value: 4,
+}
 OPEN_STATES = (TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value)
 REFERENCE_COUNTER = "ticket_reference"
 
@@ -117,6 +131,9 @@ class IntakePolicy:
     max_batch: int = 256
     default_kind: Kind = Kind.REPORT
     acknowledge: Callable[[str, str, str | None], Acknowledgement] = minimal_acknowledgement
+    # At most this many acknowledgements to one address in an hour (None: no limit), so a
+    # flood of mail from one sender, or a loop with another robot, does not answer each one.
+    acknowledgements_per_hour: int | None = 3
 
 
 @dataclass(slots=True)
@@ -308,6 +325,126 @@ class Intake:
             return
         INTAKE_MESSAGES.labels(msg.channel.value, "quarantined").inc()
         self._settle(item, IntakeResult(None, new_ticket=False, quarantined=True))
+
+    async def quarantine(
+        self, channel: Channel, external_id: str, raw: RawPayload, error: str
+    ) -> None:
+        """Keep input a connector could not parse, with the reason, for staff and a retry."""
+        await self._set_aside(channel, external_id, raw, "quarantined", error)
+        INTAKE_MESSAGES.labels(channel.value, "quarantined").inc()
+        log.error("input quarantined", channel=channel.value, external_id=external_id, error=error)
+
+    async def ignore(
+        self, channel: Channel, external_id: str, raw: RawPayload, reason: str
+    ) -> None:
+        """Journal input that is not a citizen writing (our own mail come back, a loop)."""
+        await self._set_aside(channel, external_id, raw, "ignored", reason)
+        INTAKE_MESSAGES.labels(channel.value, "ignored").inc()
+        log.info("input ignored", channel=channel.value, external_id=external_id, reason=reason)
+
+    async def _set_aside(
+        self, channel: Channel, external_id: str, raw: RawPayload, state: str, why: str
+    ) -> None:
+        row: dict[str, Any] = {
+            "channel": channel.value,
+            "external_id": external_id[:255],
+            "received_at": self._clock(),
+            "content_type": raw.content_type[:127],
+            "payload": raw.body,
+            # No normalised form exists: a retry parses the payload again with the connector.
+            "envelope": {},
+            "state": state,
+            "error": why[:4000],
+            "message_id": None,
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.insert(JOURNAL), [row])
+        except Exception as exc:
+            raise IntakeUnavailable(str(exc)) from exc
+
+    async def report_delivery(self, report: DeliveryReport) -> bool:
+        """Record a provider's delivery update on the outbound message it names.
+
+        A failure also fails the outbox row with the provider's words, and leaves an event on
+        the ticket, so staff see that the citizen did not get the answer. A status never goes
+        back (a late "delivered" does not undo "read").
+
+        Returns:
+            Whether an outbound message with that provider id exists.
+        """
+        failed = report.status in (DeliveryStatus.FAILED,)
+        now = self._clock()
+        try:
+            async with self._engine.begin() as conn:
+                found = (
+                    await conn.execute(
+                        sa.select(MESSAGES.c.id, MESSAGES.c.ticket_id, MESSAGES.c.delivery_status)
+                        .where(
+                            MESSAGES.c.channel == report.channel.value,
+                            MESSAGES.c.external_id == report.provider_id,
+                            MESSAGES.c.direction == "out",
+                        )
+                        .limit(1)
+                    )
+                ).first()
+                raw = report.raw or RawPayload("application/json", b"")
+                await conn.execute(
+                    sa.insert(JOURNAL),
+                    [
+                        {
+                            "channel": report.channel.value,
+                            "external_id": f"delivery:{report.provider_id}"[:255],
+                            "received_at": report.received_at,
+                            "content_type": raw.content_type[:127],
+                            "payload": raw.body,
+                            "envelope": {
+                                "provider_id": report.provider_id,
+                                "status": report.status.value,
+                                "detail": report.detail,
+                            },
+                            "state": "delivery",
+                            "error": None if found else "no outbound message has this id",
+                            "message_id": found.id if found else None,
+                        }
+                    ],
+                )
+                if found is None:
+                    return False
+                if _DELIVERY_RANK.get(report.status.value, 0) > _DELIVERY_RANK.get(
+                    found.delivery_status, 0
+                ) or (failed and found.delivery_status != DeliveryStatus.READ.value):
+                    await conn.execute(
+                        sa.update(MESSAGES)
+                        .where(MESSAGES.c.id == found.id)
+                        .values(delivery_status=report.status.value)
+                    )
+                if failed:
+                    detail = report.detail or "the provider reported that delivery failed"
+                    await conn.execute(
+                        sa.update(OUTBOX)
+                        .where(OUTBOX.c.message_id == found.id)
+                        .values(state=FAILED, reason=f"not delivered: {detail}"[:4000])
+                    )
+                    await conn.execute(
+                        sa.insert(EVENTS),
+                        [
+                            {
+                                "ticket_id": found.ticket_id,
+                                "type": "delivery_failed",
+                                "actor_user_id": None,
+                                "data": {
+                                    "message_id": found.id,
+                                    "channel": report.channel.value,
+                                    "detail": detail,
+                                },
+                                "created_at": now,
+                            }
+                        ],
+                    )
+        except Exception as exc:
+            raise IntakeUnavailable(str(exc)) from exc
+        return True
 
     @staticmethod
     def _settle(item: _Item, result: IntakeResult) -> None:
@@ -595,6 +732,7 @@ async def _persist(
                     "subject": p.msg.subject,
                     "text": p.msg.text,
                     "html": nh3.clean(p.msg.html) if p.msg.html else None,
+                    "full_text": p.msg.full_text,
                     "delivery_status": "received",
                     "created_at": p.msg.received_at,
                 }
@@ -672,6 +810,8 @@ async def _persist(
                 "created_at": now,
             }
         )
+    drafts, skipped = await _acknowledgements(conn, new_tickets, now, policy)
+    events.extend(skipped)
     if events:
         await insert_many(conn, EVENTS, events)
     if continued:
@@ -696,25 +836,6 @@ async def _persist(
         ],
     )
 
-    drafts = []
-    for nt in new_tickets:
-        msg = nt.plan.msg
-        reply_channel, reply_address = _reply_route(msg)
-        ack = policy.acknowledge(
-            nt.reference,
-            nt.decision.kind or (msg.kind or policy.default_kind).value,
-            msg.language or msg.sender.language,
-        )
-        drafts.append(
-            OutboundDraft(
-                ticket_id=nt.row_id,
-                channel=reply_channel,
-                recipient=reply_address,
-                text=ack.text,
-                subject=ack.subject,
-                purpose="acknowledgement",
-            )
-        )
     await queue_outbound(conn, drafts, now)
 
     results: list[IntakeResult] = []
@@ -736,6 +857,66 @@ async def _persist(
                 IntakeResult(_ref_of(p, found, reference_of_ticket, ticket_of), new_ticket=False)
             )
     return results
+
+
+async def _acknowledgements(
+    conn: AsyncConnection, new_tickets: Sequence[_NewTicket], now: datetime, policy: IntakePolicy
+) -> tuple[list[OutboundDraft], list[dict[str, Any]]]:
+    """The acknowledgement of each new ticket, and an event for each one deliberately not sent."""
+    drafts: list[OutboundDraft] = []
+    events: list[dict[str, Any]] = []
+    routes = {id(nt): _reply_route(nt.plan.msg) for nt in new_tickets}
+    sent_recently: dict[str, int] = {}
+    limit = policy.acknowledgements_per_hour
+    recipients = {address for _, address in routes.values() if address}
+    if limit is not None and recipients:
+        rows = await conn.execute(
+            sa.select(OUTBOX.c.recipient, sa.func.count())
+            .where(
+                OUTBOX.c.purpose == "acknowledgement",
+                OUTBOX.c.recipient.in_(recipients),
+                OUTBOX.c.created_at >= now - timedelta(hours=1),
+            )
+            .group_by(OUTBOX.c.recipient)
+        )
+        sent_recently = {recipient: int(count) for recipient, count in rows}
+    for nt in new_tickets:
+        msg = nt.plan.msg
+        reply_channel, reply_address = routes[id(nt)]
+        skipped = None
+        if msg.automatic:
+            skipped = "the message was sent automatically (an auto-reply or list mail)"
+        elif limit is not None and reply_address:
+            if sent_recently.get(reply_address, 0) >= limit:
+                skipped = f"{limit} acknowledgements went to this address in the last hour"
+            sent_recently[reply_address] = sent_recently.get(reply_address, 0) + 1
+        if skipped:
+            events.append(
+                {
+                    "ticket_id": nt.row_id,
+                    "type": "acknowledgement_skipped",
+                    "actor_user_id": None,
+                    "data": {"reason": skipped},
+                    "created_at": now,
+                }
+            )
+            continue
+        ack = policy.acknowledge(
+            nt.reference,
+            nt.decision.kind or (msg.kind or policy.default_kind).value,
+            msg.language or msg.sender.language,
+        )
+        drafts.append(
+            OutboundDraft(
+                ticket_id=nt.row_id,
+                channel=reply_channel,
+                recipient=reply_address,
+                text=ack.text,
+                subject=ack.subject,
+                purpose="acknowledgement",
+            )
+        )
+    return drafts, events
 
 
 def _ref_of(

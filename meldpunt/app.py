@@ -22,7 +22,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 from connectors import REGISTRY
 from connectors.base import Connector, ConnectorContext
-from connectors.webform import WebFormConnector
 from inbox.api import ApiContext, create_api
 from ingest.dispatch import Dispatcher, DispatchPolicy
 from ingest.files import AttachmentStore
@@ -30,6 +29,7 @@ from ingest.model import Channel
 from ingest.pipeline import Intake, IntakePolicy
 from meldpunt.config import ConfigError, LoadedConfig, load_config
 from router.rules import RuleSet
+from store.cursors import DatabaseCursors
 from store.db import Database
 from store.migrate import check_schema_current, current_revision, upgrade
 
@@ -107,10 +107,8 @@ def secret_key(config: LoadedConfig) -> bytes:
 def _build_connectors(config: LoadedConfig, context: ConnectorContext) -> dict[Channel, Connector]:
     built: dict[Channel, Connector] = {}
     for channel, cls in REGISTRY.items():
-        if cls is WebFormConnector:
-            connector: Connector = WebFormConnector(context, config.settings.channels.webform)
-        else:  # pragma: no cover - every registered channel gets its options here
-            connector = cls(context)
+        # A channel's options sit under channels.<channel> in meldpunt.yaml.
+        connector = cls(context, getattr(config.settings.channels, channel.value, None))
         reason = connector.disabled_reason
         CHANNEL_ENABLED.labels(channel.value).set(0 if reason else 1)
         if reason:
@@ -212,11 +210,13 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             reference_prefix=settings.town.reference_prefix,
             conversation_window=timedelta(hours=settings.intake.conversation_window_hours),
             max_batch=settings.intake.max_batch,
+            acknowledgements_per_hour=settings.intake.acknowledgements_per_address_per_hour,
         ),
     )
     context = ConnectorContext(
         intake=intake,
         files=AttachmentStore(config.data_dir / "attachments"),
+        cursors=DatabaseCursors(db.engine),
         public_url=settings.public_url,
         town_name=settings.town.name,
         secret_key=secret_key(config),

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.email.options import EmailOptions
 from connectors.webform import WebFormOptions
 from meldpunt.yamlsource import YamlDocument, YamlError, expand_env, load_yaml_file
 from router.rules import RuleError, RuleSet, compile_rules
@@ -120,6 +121,7 @@ class OfficeHours(_Strict):
 
 class Channels(_Strict):
     webform: WebFormOptions = Field(default_factory=WebFormOptions)
+    email: EmailOptions = Field(default_factory=EmailOptions)
 
 
 class Intake(_Strict):
@@ -127,6 +129,7 @@ class Intake(_Strict):
 
     max_batch: int = Field(default=256, ge=1, le=5000)
     conversation_window_hours: float = Field(default=24.0, gt=0)
+    acknowledgements_per_address_per_hour: int | None = Field(default=3, ge=0)
 
 
 class Dispatch(_Strict):

@@ -115,6 +115,9 @@ class Message(SQLModel, table=True):
     subject: str | None = Field(default=None, max_length=300)
     text: str = Field(sa_column=Column(sa.Text, nullable=False))
     html: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    # The whole text as received when ``text`` is a shortened form (an e-mail without the quoted
+    # earlier mail and the signature): staff read ``text`` first and can open this.
+    full_text: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
     delivery_status: str = Field(max_length=16)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
@@ -149,8 +152,10 @@ class TicketEvent(SQLModel, table=True):
 class JournalEntry(SQLModel, table=True):
     """Every raw delivery as received, written before the provider gets its answer.
 
-    ``state`` is ``processed``, ``duplicate``, ``pending`` (durable, not yet turned into a ticket:
-    recovered at start-up) or ``quarantined`` (could not be processed; ``error`` says why).
+    ``state`` is ``processed``, ``duplicate``, ``quarantined`` (could not be processed; ``error``
+    says why), ``replayed`` (a quarantined entry processed again), ``ignored`` (not a citizen
+    writing: meldpunt's own mail come back, a mail loop; ``error`` says why) or ``delivery``
+    (a provider's report on an outbound message, such as a bounce).
     """
 
     __tablename__ = "journal"
@@ -222,6 +227,16 @@ class ApiToken(SQLModel, table=True):
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     revoked: bool = False
+
+
+class ConnectorCursor(SQLModel, table=True):
+    """Where a connector left off, e.g. an IMAP mailbox's UIDVALIDITY and last imported UID."""
+
+    __tablename__ = "connector_cursors"
+
+    key: str = Field(primary_key=True, max_length=200)
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class Counter(SQLModel, table=True):
