@@ -45,6 +45,12 @@ class IntakePort(Protocol):
         """Keep something that could not be parsed, with why, for staff to look at and retry."""
         ...
 
+    async def ignore(
+        self, channel: Channel, external_id: str, raw: RawPayload, reason: str
+    ) -> None:
+        """Journal input that is not a citizen writing (our own mail come back, a loop)."""
+        ...
+
 
 class CursorStore(Protocol):
     """Durable bookmarks a connector keeps between runs (e.g. IMAP UIDVALIDITY and last UID)."""
@@ -104,6 +110,15 @@ class Connector(abc.ABC):
         """Why the channel cannot run (missing credentials...), or None when it is live."""
         return None
 
+    @property
+    def can_send(self) -> bool:
+        """Whether the dispatcher may hand this connector messages now (credentials present)."""
+        return self.capabilities.can_send
+
+    def health(self) -> dict[str, str]:
+        """Named checks for ``/readyz`` (e.g. each mailbox's state); "ok" when all is well."""
+        return {}
+
     def routes(self) -> Sequence[web.RouteDef]:
         """Public and webhook routes this channel serves, with absolute paths."""
         return ()
@@ -113,6 +128,10 @@ class Connector(abc.ABC):
 
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Release what ``start`` opened."""
+
+    async def redeliver(self, raw: RawPayload) -> None:
+        """Parse a payload this channel once failed to parse, and hand it to intake again."""
+        raise NotImplementedError(f"the {self.channel.value} channel cannot re-read its input")
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Deliver one outbound message; raise ``SendError`` when the provider fails."""

@@ -8,6 +8,7 @@ attempt has a journal row of its own, quarantined again with the new error if it
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ingest.codec import message_from_envelope
-from ingest.model import IntakeResult, RawPayload
+from ingest.model import Channel, IntakeResult, RawPayload
 from ingest.pipeline import Intake
 from store.models import JournalEntry, table_of
 
@@ -48,8 +49,19 @@ async def list_quarantined(engine: AsyncEngine, limit: int = 100) -> list[Quaran
         return [QuarantinedMessage(*row) for row in rows]
 
 
-async def retry_quarantined(engine: AsyncEngine, intake: Intake, journal_id: int) -> IntakeResult:
-    """Submit a quarantined message again; raise LookupError if there is no such entry."""
+Redeliver = Callable[[Channel, RawPayload], Awaitable[None]]
+
+
+async def retry_quarantined(
+    engine: AsyncEngine, intake: Intake, journal_id: int, redeliver: Redeliver | None = None
+) -> IntakeResult | None:
+    """Process a quarantined entry again; raise LookupError if there is no such entry.
+
+    An entry with a normalised envelope is submitted as it is. One without (its connector could
+    not parse the payload) goes back to its connector through ``redeliver``, which parses the
+    payload with today's code; its outcome then has a journal row of its own, and this returns
+    None.
+    """
     async with engine.connect() as conn:
         row = (
             (
@@ -64,10 +76,17 @@ async def retry_quarantined(engine: AsyncEngine, intake: Intake, journal_id: int
         )
     if row is None:
         raise LookupError(f"no quarantined message with id {journal_id}")
-    message = message_from_envelope(
-        row["envelope"], RawPayload(row["content_type"], row["payload"])
-    )
-    result = await intake.submit(message)
+    raw = RawPayload(row["content_type"], row["payload"])
+    result: IntakeResult | None
+    if row["envelope"]:
+        result = await intake.submit(message_from_envelope(row["envelope"], raw))
+    elif redeliver is None:
+        raise LookupError(
+            f"entry {journal_id} was never parsed; only its channel's connector can retry it"
+        )
+    else:
+        await redeliver(Channel(row["channel"]), raw)
+        result = None
     async with engine.begin() as conn:
         await conn.execute(
             sa.update(JOURNAL).where(JOURNAL.c.id == journal_id).values(state="replayed")

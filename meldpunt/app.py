@@ -158,6 +158,9 @@ async def readyz(request: web.Request) -> web.Response:
     if runtime.rules.last_error:
         checks["rules"] = "last reload failed; running on the previous rules"
     channels = {c.value: ("enabled" if c in runtime.connectors else "disabled") for c in REGISTRY}
+    for connector in runtime.connectors.values():
+        # Reported, not counted against readiness: the other channels keep working meanwhile.
+        checks.update(connector.health())
     ready = checks["database"] == "ok" and checks["intake"] == "ok"
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks, "channels": channels},
@@ -197,15 +200,12 @@ async def _dispatch_loop(runtime: Runtime, interval: float) -> None:
             await asyncio.sleep(interval)
 
 
-def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Application:
-    """The whole service. ``migrate`` defaults to True on SQLite (the embedded default)."""
+def build_intake(config: LoadedConfig, db: Database, rules: Callable[[], RuleSet]) -> Intake:
+    """The process's intake pipeline, with the policy from the configuration."""
     settings = config.settings
-    db = Database(settings.database_url)
-    should_migrate = migrate if migrate is not None else db.dialect == "sqlite"
-    rules = RulesHolder(config)
-    intake = Intake(
+    return Intake(
         db.engine,
-        rules.current,
+        rules,
         IntakePolicy(
             reference_prefix=settings.town.reference_prefix,
             conversation_window=timedelta(hours=settings.intake.conversation_window_hours),
@@ -213,18 +213,40 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             acknowledgements_per_hour=settings.intake.acknowledgements_per_address_per_hour,
         ),
     )
+
+
+def attachment_store(config: LoadedConfig) -> AttachmentStore:
+    return AttachmentStore(config.data_dir / "attachments")
+
+
+def build_connectors(
+    config: LoadedConfig, db: Database, intake: Intake, files: AttachmentStore
+) -> dict[Channel, Connector]:
+    """Every enabled channel's connector, sharing one context."""
+    settings = config.settings
     context = ConnectorContext(
         intake=intake,
-        files=AttachmentStore(config.data_dir / "attachments"),
+        files=files,
         cursors=DatabaseCursors(db.engine),
         public_url=settings.public_url,
         town_name=settings.town.name,
         secret_key=secret_key(config),
     )
-    connectors = _build_connectors(config, context)
+    return _build_connectors(config, context)
+
+
+def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Application:
+    """The whole service. ``migrate`` defaults to True on SQLite (the embedded default)."""
+    settings = config.settings
+    db = Database(settings.database_url)
+    should_migrate = migrate if migrate is not None else db.dialect == "sqlite"
+    rules = RulesHolder(config)
+    intake = build_intake(config, db, rules.current)
+    files = attachment_store(config)
+    connectors = build_connectors(config, db, intake, files)
     dispatcher = Dispatcher(
         db.engine,
-        {ch: c for ch, c in connectors.items() if c.capabilities.can_send},
+        {ch: c for ch, c in connectors.items() if c.can_send},
         DispatchPolicy(
             max_attempts=settings.dispatch.max_attempts,
             backoff_seconds=settings.dispatch.backoff_seconds,
@@ -232,7 +254,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             send_timeout_seconds=settings.dispatch.send_timeout_seconds,
         ),
     )
-    runtime = Runtime(config, db, rules, intake, connectors, dispatcher, context.files)
+    runtime = Runtime(config, db, rules, intake, connectors, dispatcher, files)
 
     webform = settings.channels.webform
     app = web.Application(

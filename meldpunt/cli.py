@@ -264,10 +264,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _quarantine(config: LoadedConfig, retry: list[int]) -> int:
-    from datetime import timedelta
-
-    from ingest.pipeline import Intake, IntakePolicy
+    from ingest.model import Channel, RawPayload
     from ingest.quarantine import list_quarantined, retry_quarantined
+    from meldpunt.app import attachment_store, build_connectors, build_intake
 
     db = Database(config.settings.database_url)
     try:
@@ -281,26 +280,28 @@ async def _quarantine(config: LoadedConfig, retry: list[int]) -> int:
                 )
             print(f"{len(entries)} quarantined message(s)", file=sys.stderr)
             return 0
-        settings = config.settings
-        intake = Intake(
-            db.engine,
-            lambda: config.rules,
-            IntakePolicy(
-                reference_prefix=settings.town.reference_prefix,
-                conversation_window=timedelta(hours=settings.intake.conversation_window_hours),
-            ),
-        )
+        intake = build_intake(config, db, lambda: config.rules)
+        # Only for parsing again what a connector once failed to parse: none is started.
+        connectors = build_connectors(config, db, intake, attachment_store(config))
+
+        async def redeliver(channel: Channel, raw: RawPayload) -> None:
+            if channel not in connectors:
+                raise LookupError(f"the {channel.value} channel is not enabled")
+            await connectors[channel].redeliver(raw)
+
         await intake.start()
         failed = 0
         try:
             for journal_id in retry:
                 try:
-                    result = await retry_quarantined(db.engine, intake, journal_id)
-                except LookupError as exc:
+                    result = await retry_quarantined(db.engine, intake, journal_id, redeliver)
+                except (LookupError, NotImplementedError) as exc:
                     print(f"{journal_id}: {exc}", file=sys.stderr)
                     failed += 1
                     continue
-                if result.quarantined:
+                if result is None:
+                    print(f"{journal_id}: parsed and handed to intake again")
+                elif result.quarantined:
                     failed += 1
                     print(f"{journal_id}: still fails; see 'meldpunt quarantine list'")
                 else:

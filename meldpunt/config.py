@@ -179,6 +179,12 @@ class Settings(_Strict):
             raise ValueError(
                 f"default_department '{self.default_department}' is not one of the departments"
             )
+        unknown = sorted(set(self.channels.email.departments) - set(ids))
+        if unknown:
+            raise ValueError(
+                f"channels.email.departments names unknown department(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(ids)}"
+            )
         return self
 
     def department(self, dep_id: str) -> Department | None:

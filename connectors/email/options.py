@@ -76,6 +76,10 @@ class SmtpOptions(_Server):
     tls: TlsMode = "starttls"
     from_address: str = ""
     from_name: str = ""
+    # A relay with a certificate of the town's own authority: the CA file to trust for it.
+    ca_file: str | None = None
+    # The name meldpunt greets the server with (EHLO); empty: this machine's full host name.
+    helo_name: str = ""
     _required = ("host", "from_address")
 
     @property
