@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
-from inbox import tickets
+from inbox import quarantine, tickets
 from inbox.auth import STAFF, bearer_auth
 from inbox.errors import ApiError, BadRequestError, UnprocessableError
 from inbox.openapi import DEFAULT_LIMIT, MAX_LIMIT, PUBLIC_OPERATIONS, build_document
@@ -26,6 +26,7 @@ from inbox.schemas import (
     DepartmentList,
     ErrorDetail,
     ErrorResponse,
+    JournalState,
     Me,
     NoteRequest,
     OutboxState,
@@ -50,10 +51,13 @@ class ApiContext:
     Attributes:
         db: the process's database.
         departments: department id → display name, in the order operators configured them.
+        retry_quarantined: processes a quarantined message again (see ``inbox.quarantine``);
+            without it the API lists the quarantine but cannot retry from it.
     """
 
     db: Database
     departments: Mapping[str, str]
+    retry_quarantined: quarantine.RetryHook | None = None
 
     def __post_init__(self) -> None:
         # A read-only copy: the context is shared by every request.
@@ -294,6 +298,48 @@ async def list_outbox(request: web.Request) -> web.Response:
     return _json(page)
 
 
+async def list_quarantine(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    _only_known(request, ("state", "limit", "cursor"))
+    states = _many(request, "state", list(JournalState))
+    limit = _limit(request)
+    async with ctx.db.session() as session:
+        page = await quarantine.list_quarantine(
+            session, request[STAFF], states, limit, request.query.get("cursor")
+        )
+    return _json(page)
+
+
+def _journal_id(request: web.Request) -> int:
+    # The route admits digits only.
+    return int(request.match_info["id"])
+
+
+async def download_quarantined(request: web.Request) -> web.Response:
+    async with _context(request).db.session() as session:
+        download = await quarantine.raw_payload(session, request[STAFF], _journal_id(request))
+    return web.Response(
+        body=download.body,
+        headers={
+            "Content-Type": download.content_type,
+            "Content-Disposition": f'attachment; filename="{download.filename}"',
+            # Citizen bytes under our origin: never let a browser sniff them into a page or run
+            # them, whatever type they claim.
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+        },
+    )
+
+
+async def retry_quarantined(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    journal_id = _journal_id(request)
+    async with ctx.db.session() as session:
+        await quarantine.check_retryable(session, request[STAFF], journal_id)
+    # Outside the session: the retry commits through intake, in transactions of its own.
+    return _json(await quarantine.retry(ctx.retry_quarantined, journal_id))
+
+
 # Route names are the OpenAPI operation ids; a test keeps this table and the document in step.
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/openapi.json", get_openapi),
@@ -306,6 +352,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/tickets/{reference}/transfer", transfer_ticket),
     ("POST", "/tickets/{reference}/status", change_ticket_status),
     ("GET", "/outbox", list_outbox),
+    ("GET", "/quarantine", list_quarantine),
+    ("GET", r"/quarantine/{id:\d+}/raw", download_quarantined),
+    ("POST", r"/quarantine/{id:\d+}/retry", retry_quarantined),
 )
 
 

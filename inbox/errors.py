@@ -56,3 +56,9 @@ class UnprocessableError(ApiError):
     """The body is well-formed but asks for the impossible (unknown department, no address)."""
 
     status = 422
+
+
+class ServiceUnavailableError(ApiError):
+    """A part of the service the request needs is not running; nothing was done."""
+
+    status = 503

@@ -20,7 +20,9 @@ from inbox.schemas import (
     MessageOut,
     NoteRequest,
     OutboxPage,
+    QuarantinePage,
     ReplyRequest,
+    RetryResult,
     StatusRequest,
     TicketDetail,
     TicketPage,
@@ -42,6 +44,7 @@ ERROR_DESCRIPTIONS: Mapping[int, str] = {
     404: "No such ticket, or it is outside your departments.",
     409: "The ticket's current state does not allow this.",
     422: "The body does not match the schema, or asks for something impossible.",
+    503: "A part of the service this needs is not running; nothing was done. Try again later.",
 }
 
 
@@ -71,6 +74,10 @@ class Operation:
     errors: tuple[int, ...] = ()
     public: bool = False
     extra_responses: Mapping[int, str] = field(default_factory=dict)
+    # Overrides ERROR_DESCRIPTIONS where this operation means something more specific.
+    error_descriptions: Mapping[int, str] = field(default_factory=dict)
+    # Set for an operation whose 200 answer is a file rather than JSON: what the file is.
+    download: str | None = None
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -95,6 +102,13 @@ LIMIT = Param(
 )
 CURSOR = Param(
     "cursor", "The next_cursor of the previous page; opaque, pass it unchanged.", {"type": "string"}
+)
+JOURNAL_ID = Param(
+    "id",
+    "The entry's id, from GET /quarantine.",
+    {"type": "integer", "minimum": 1},
+    location="path",
+    required=True,
 )
 TICKET_ERRORS = (404,)
 WRITE_ERRORS = (400, 404, 409, 422)
@@ -241,6 +255,62 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
         errors=(400, 403),
     ),
+    Operation(
+        "GET",
+        "/quarantine",
+        "list_quarantine",
+        "quarantine",
+        "Input that did not become a ticket, newest first",
+        QuarantinePage,
+        description="Admins and operators only. Quarantined entries could not be processed; "
+        "'error' says why, in full. Ignored ones are not a citizen writing (meldpunt's own mail "
+        "come back, a mail loop); replayed ones were quarantined and have been retried. Entries "
+        "that were never parsed ('parsed' false) can only be retried by their channel's "
+        "connector.",
+        params=(
+            _many(
+                "state",
+                "Only entries in these states; quarantined when not given.",
+                _ref("JournalState"),
+            ),
+            LIMIT,
+            CURSOR,
+        ),
+        errors=(400, 403),
+    ),
+    Operation(
+        "GET",
+        "/quarantine/{id}/raw",
+        "download_quarantined",
+        "quarantine",
+        "Download the raw payload of an entry",
+        None,
+        description="Admins and operators only. The bytes as received, with their content type "
+        "(message/rfc822 for e-mail), as an attachment: for looking at what came in.",
+        params=(JOURNAL_ID,),
+        errors=(403, 404),
+        error_descriptions={404: "No such entry among those GET /quarantine lists."},
+        download="The raw payload, in the content type it was received with.",
+    ),
+    Operation(
+        "POST",
+        "/quarantine/{id}/retry",
+        "retry_quarantined",
+        "quarantine",
+        "Process a quarantined entry again",
+        RetryResult,
+        description="Admins and operators only; no body. Once the cause is fixed (rules, "
+        "configuration, a connector upgrade), a parsed entry is submitted to intake again, an "
+        "unparsed one goes back to its channel's connector. The entry becomes 'replayed'; a "
+        "new failure is a new quarantine entry. 409 when this server cannot retry or the "
+        "entry's channel is not enabled or cannot read stored input again.",
+        params=(JOURNAL_ID,),
+        errors=(403, 404, 409, 503),
+        error_descriptions={
+            404: "No quarantined entry with this id (a retried one is replayed, not quarantined).",
+            409: "The entry cannot be retried here; the message says why.",
+        },
+    ),
 )
 
 PUBLIC_OPERATIONS = frozenset(op.operation_id for op in OPERATIONS if op.public)
@@ -295,12 +365,23 @@ def _operation(op: Operation, refs: SchemaRefs) -> dict[str, Any]:
             "description": "Created." if op.status == 201 else "OK.",
             "content": _json_content(refs[(op.response, "serialization")]),
         }
+    if op.download is not None:
+        responses["200"] = {
+            "description": op.download,
+            "headers": {
+                "Content-Disposition": {
+                    "description": "attachment, with a file name.",
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {"*/*": {"schema": {}}},
+        }
     for status, text in op.extra_responses.items():
         responses[str(status)] = {"description": text, "content": _json_content({"type": "object"})}
     error_statuses = set(op.errors) | (set() if op.public else {401})
     for status in sorted(error_statuses):
         response: dict[str, Any] = {
-            "description": ERROR_DESCRIPTIONS[status],
+            "description": op.error_descriptions.get(status, ERROR_DESCRIPTIONS[status]),
             "content": _json_content(refs[(ErrorResponse, "serialization")]),
         }
         if status == 401:
@@ -339,6 +420,10 @@ def build_document(server_url: str = "/api/v1") -> dict[str, Any]:
             {"name": "meta", "description": "Who you are and what exists."},
             {"name": "tickets", "description": "Reading and handling tickets."},
             {"name": "outbox", "description": "Outbound messages waiting or sent."},
+            {
+                "name": "quarantine",
+                "description": "Input that could not become a ticket: read it, retry it.",
+            },
         ],
         "paths": paths,
         "components": {

@@ -56,6 +56,23 @@ class OutboxState(enum.StrEnum):
     UNCERTAIN = outbox.UNCERTAIN
 
 
+class JournalState(enum.StrEnum):
+    """The journal states staff can list: input that did not become (part of) a ticket."""
+
+    QUARANTINED = "quarantined"
+    IGNORED = "ignored"
+    REPLAYED = "replayed"
+
+
+class RetryOutcome(enum.StrEnum):
+    """What processing a quarantined message again came to."""
+
+    TICKET = "ticket"
+    DUPLICATE = "duplicate"
+    STILL_QUARANTINED = "still_quarantined"
+    HANDED_TO_CONNECTOR = "handed_to_connector"
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -208,6 +225,10 @@ class MessageOut(_Response):
     channel: Channel
     subject: str | None
     text: str
+    full_text: str | None = Field(
+        description="The whole text as received when 'text' is a shortened form (an e-mail "
+        "without the quoted earlier mail and the signature); null when 'text' is all of it.",
+    )
     html: str | None = Field(description="Sanitised HTML of an e-mail, if it had any.")
     sender: str | None
     author: StaffRef | None = Field(description="The staff member who wrote it (out, note).")
@@ -252,3 +273,37 @@ class OutboxItem(_Response):
 class OutboxPage(_Response):
     items: list[OutboxItem]
     next_cursor: str | None
+
+
+class QuarantineItem(_Response):
+    """A journalled delivery that did not become (part of) a ticket."""
+
+    id: int
+    state: JournalState
+    channel: Channel
+    external_id: str = Field(description="The provider's id of the delivery.")
+    received_at: Timestamp
+    error: str | None = Field(
+        description="Why it was quarantined or ignored, in full; a replayed entry keeps its error."
+    )
+    content_type: str = Field(description="Content type of the raw payload.")
+    size: int = Field(description="Size of the raw payload in bytes.")
+    parsed: bool = Field(
+        description="Whether the connector had turned it into a message. A retry of a parsed "
+        "entry resubmits that message; an unparsed one goes back to its channel's connector."
+    )
+
+
+class QuarantinePage(_Response):
+    items: list[QuarantineItem]
+    next_cursor: str | None
+
+
+class RetryResult(_Response):
+    outcome: RetryOutcome = Field(
+        description="ticket: it is on ticket_reference now (new or continued); duplicate: it was "
+        "already on ticket_reference; still_quarantined: it failed again and has a new "
+        "quarantine entry; handed_to_connector: the connector parsed it again and gave it to "
+        "intake, whose outcome has a journal entry of its own."
+    )
+    ticket_reference: str | None

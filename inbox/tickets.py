@@ -116,6 +116,10 @@ def describe_transitions() -> str:
 
 # Cursors
 
+# Row ids are 32-bit integers on PostgreSQL: a larger id cannot exist, and binding one to a query
+# fails there instead of matching nothing.
+MAX_ROW_ID = 2**31 - 1
+
 
 def encode_cursor(*parts: str) -> str:
     """An opaque page cursor; clients must pass it back unchanged."""
@@ -131,6 +135,18 @@ def decode_cursor(cursor: str, count: int) -> list[str]:
     if len(parts) != count:
         raise _invalid_cursor()
     return parts
+
+
+def decode_id_cursor(cursor: str) -> int:
+    """The id in the cursor of a list ordered by id alone (the outbox, the quarantine)."""
+    [ident] = decode_cursor(cursor, 1)
+    try:
+        value = int(ident)
+    except ValueError:
+        raise _invalid_cursor() from None
+    if not 0 < value <= MAX_ROW_ID:
+        raise _invalid_cursor()
+    return value
 
 
 def _invalid_cursor() -> BadRequestError:
@@ -303,6 +319,7 @@ async def _messages_out(session: AsyncSession, messages: Sequence[Message]) -> l
                 channel=Channel(m.channel),
                 subject=m.subject,
                 text=m.text,
+                full_text=m.full_text,
                 # Citizen HTML is sanitised before any browser can see it, whoever stored it.
                 html=nh3.clean(m.html) if m.html else None,
                 sender=m.sender,
@@ -619,11 +636,7 @@ async def list_outbox(
     if states:
         query = query.where(col(OutboxRow.state).in_(sorted(states)))
     if cursor is not None:
-        [ident] = decode_cursor(cursor, 1)
-        try:
-            query = query.where(col(OutboxRow.id) < int(ident))
-        except ValueError:
-            raise _invalid_cursor() from None
+        query = query.where(col(OutboxRow.id) < decode_id_cursor(cursor))
     query = query.order_by(col(OutboxRow.id).desc()).limit(limit + 1)
     rows = (await session.execute(query)).all()
     page = rows[:limit]

@@ -12,7 +12,7 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -23,10 +23,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from connectors import REGISTRY
 from connectors.base import Connector, ConnectorContext
 from inbox.api import ApiContext, create_api
+from inbox.quarantine import RetryHook
 from ingest.dispatch import Dispatcher, DispatchPolicy
 from ingest.files import AttachmentStore
-from ingest.model import Channel
+from ingest.model import Channel, IntakeResult, RawPayload
 from ingest.pipeline import Intake, IntakePolicy
+from ingest.quarantine import Redeliver, retry_quarantined
 from meldpunt.config import ConfigError, LoadedConfig, load_config
 from router.rules import RuleSet
 from store.cursors import DatabaseCursors
@@ -235,6 +237,34 @@ def build_connectors(
     return _build_connectors(config, context)
 
 
+def redeliver_to(connectors: Mapping[Channel, Connector]) -> Redeliver:
+    """Hands a payload that was never parsed back to its channel's connector, to parse it again.
+
+    The returned callable raises LookupError when the channel is not enabled, and the connector's
+    NotImplementedError when it cannot read stored input again.
+    """
+
+    async def redeliver(channel: Channel, raw: RawPayload) -> None:
+        connector = connectors.get(channel)
+        if connector is None:
+            raise LookupError(f"the {channel.value} channel is not enabled")
+        await connector.redeliver(raw)
+
+    return redeliver
+
+
+def quarantine_retry(
+    db: Database, intake: Intake, connectors: Mapping[Channel, Connector]
+) -> RetryHook:
+    """The API's retry of a quarantined message, through the running intake and connectors."""
+    redeliver = redeliver_to(connectors)
+
+    async def retry(journal_id: int) -> IntakeResult | None:
+        return await retry_quarantined(db.engine, intake, journal_id, redeliver)
+
+    return retry
+
+
 def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Application:
     """The whole service. ``migrate`` defaults to True on SQLite (the embedded default)."""
     settings = config.settings
@@ -272,7 +302,13 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
         app.router.add_routes(connector.routes())
     app.add_subapp(
         "/api/v1",
-        create_api(ApiContext(db=db, departments={d.id: d.name for d in settings.departments})),
+        create_api(
+            ApiContext(
+                db=db,
+                departments={d.id: d.name for d in settings.departments},
+                retry_quarantined=quarantine_retry(db, intake, connectors),
+            )
+        ),
     )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

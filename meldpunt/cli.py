@@ -264,9 +264,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _quarantine(config: LoadedConfig, retry: list[int]) -> int:
-    from ingest.model import Channel, RawPayload
     from ingest.quarantine import list_quarantined, retry_quarantined
-    from meldpunt.app import attachment_store, build_connectors, build_intake
+    from meldpunt.app import attachment_store, build_connectors, build_intake, redeliver_to
 
     db = Database(config.settings.database_url)
     try:
@@ -282,12 +281,7 @@ async def _quarantine(config: LoadedConfig, retry: list[int]) -> int:
             return 0
         intake = build_intake(config, db, lambda: config.rules)
         # Only for parsing again what a connector once failed to parse: none is started.
-        connectors = build_connectors(config, db, intake, attachment_store(config))
-
-        async def redeliver(channel: Channel, raw: RawPayload) -> None:
-            if channel not in connectors:
-                raise LookupError(f"the {channel.value} channel is not enabled")
-            await connectors[channel].redeliver(raw)
+        redeliver = redeliver_to(build_connectors(config, db, intake, attachment_store(config)))
 
         await intake.start()
         failed = 0

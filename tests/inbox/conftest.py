@@ -61,13 +61,12 @@ class Api:
         return await self.call("POST", path, who, json=body, **kw)
 
 
+Client = TestClient[web.Request, web.Application]
+MakeApi = Callable[[ApiContext], Awaitable[Api]]
+
+
 @pytest.fixture
-async def api(
-    database: Database,
-    aiohttp_client: Callable[
-        [web.Application], Awaitable[TestClient[web.Request, web.Application]]
-    ],
-) -> Api:
+async def staff_tokens(database: Database) -> dict[str, str]:
     """Admin, operator, an agent of 'technical' and an agent of 'environment', each with a token."""
     staff = {
         "admin": ("admin@town.test", "admin", []),
@@ -80,10 +79,29 @@ async def api(
         for who, (email, role, departments) in staff.items():
             await create_user(session, email, role, departments, None, name=who.title())
             tokens[who] = await create_token(session, email, name="tests")
-    app = web.Application()
-    sub_app = create_api(ApiContext(database, DEPARTMENTS))
-    app.add_subapp(PREFIX, sub_app)
-    return Api(await aiohttp_client(app), tokens, sub_app)
+    return tokens
+
+
+@pytest.fixture
+def make_api(
+    staff_tokens: dict[str, str],
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+) -> MakeApi:
+    """Mount an API built from ``context`` as the service does, with the staff's tokens."""
+
+    async def make(context: ApiContext) -> Api:
+        app = web.Application()
+        sub_app = create_api(context)
+        app.add_subapp(PREFIX, sub_app)
+        return Api(await aiohttp_client(app), staff_tokens, sub_app)
+
+    return make
+
+
+@pytest.fixture
+async def api(database: Database, make_api: MakeApi) -> Api:
+    """The API with the test departments and no retry hook."""
+    return await make_api(ApiContext(database, DEPARTMENTS))
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,7 @@ def make_ticket(database: Database) -> MakeTicket:
         created_at: datetime | None = None,
         text: str = "De straatlamp voor nummer 12 brandt niet meer.",
         html: str | None = None,
+        full_text: str | None = None,
     ) -> Seeded:
         n = next(numbers)
         # Identities are unique across contacts: every ticket's citizen gets a number of their own.
@@ -155,6 +174,7 @@ def make_ticket(database: Database) -> MakeTicket:
                     subject=subject,
                     text=text,
                     html=html,
+                    full_text=full_text,
                     delivery_status="received",
                     created_at=at,
                 )

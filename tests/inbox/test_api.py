@@ -272,7 +272,9 @@ async def test_ticket_detail_has_contact_messages_and_history(
     ticket = await make_ticket(
         channel="email",
         identities=[("email", "an@example.be"), ("phone", "+32470999999")],
+        text="Zie foto.",
         html='<p>Zie foto</p><script>alert("x")</script>',
+        full_text="Zie foto.\n\n-- \nAn Peeters\n\n> Op 2 mei schreef meldpunt: ...",
     )
     async with database.session() as session:
         await queue_outbound(
@@ -305,7 +307,11 @@ async def test_ticket_detail_has_contact_messages_and_history(
     # Citizen HTML reaches staff without its scripts.
     assert "<p>Zie foto</p>" in inbound["html"]
     assert "script" not in inbound["html"]
+    # The shortened text comes first; the whole mail is there for whoever needs the history.
+    assert inbound["text"] == "Zie foto."
+    assert inbound["full_text"].startswith("Zie foto.\n\n-- \nAn Peeters")
     assert outbound["direction"] == "out"
+    assert outbound["full_text"] is None
     assert outbound["outbox"]["state"] == "pending"
     assert outbound["outbox"]["reason"] == "waiting for the 24-hour window"
     assert [e["type"] for e in body["events"]] == ["created"]

@@ -7,6 +7,7 @@ import re
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,11 +15,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from ingest.codec import message_to_envelope
+from ingest.model import Channel, RawPayload
 from meldpunt.app import RUNTIME, create_app
 from meldpunt.config import load_config
 from router.rules import RoutingInput
-from store.models import OutboxRow, Ticket
+from store.models import JournalEntry, OutboxRow, Ticket, table_of, utcnow
+from store.users import create_token, create_user
 from tests.conftest import PostgresCluster
+from tests.messages import inbound
 from tests.service import sample_config
 
 Client = TestClient[web.Request, web.Application]
@@ -202,6 +207,56 @@ async def test_the_api_is_mounted_with_a_public_description(sqlite_client: Clien
     tickets = await sqlite_client.get("/api/v1/tickets")
     assert tickets.status == 401
     assert tickets.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_the_api_retries_quarantined_input_through_the_running_service(
+    sqlite_client: Client,
+) -> None:
+    runtime = sqlite_client.app[RUNTIME]
+    async with runtime.db.session() as session:
+        await create_user(session, "op@town.test", "operator", [], None)
+        token = await create_token(session, "op@town.test")
+    # A parsed message the pipeline once failed on, journalled as intake does.
+    journal = table_of(JournalEntry)
+    message = inbound("De straatlamp in de Kerkstraat brandt niet.")
+    async with runtime.db.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(journal),
+            [
+                {
+                    "channel": message.channel.value,
+                    "external_id": message.external_id,
+                    "received_at": utcnow(),
+                    "content_type": message.raw.content_type,
+                    "payload": message.raw.body,
+                    "envelope": message_to_envelope(message),
+                    "state": "quarantined",
+                    "error": "RuntimeError: the rules were broken",
+                }
+            ],
+        )
+    # Input no connector could parse: the web form cannot read it again, SMS is not enabled.
+    raw = RawPayload("application/json", b"{")
+    await runtime.intake.quarantine(Channel.WEBFORM, "form-1", raw, "invalid JSON")
+    await runtime.intake.quarantine(Channel.SMS, "sms-1", raw, "invalid JSON")
+    async with runtime.db.engine.connect() as conn:
+        rows = await conn.execute(sa.select(journal.c.external_id, journal.c.id))
+        ids = {external_id: journal_id for external_id, journal_id in rows}
+
+    async def retry(journal_id: int) -> tuple[int, dict[str, Any]]:
+        response = await sqlite_client.post(
+            f"/api/v1/quarantine/{journal_id}/retry",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return response.status, await response.json()
+
+    status, body = await retry(ids[message.external_id])
+    assert (status, body) == (200, {"outcome": "ticket", "ticket_reference": "1750-000001"})
+    status, body = await retry(ids["form-1"])
+    assert status == 409
+    assert body["error"]["message"] == "the webform channel cannot re-read its input"
+    status, body = await retry(ids["sms-1"])
+    assert (status, body["error"]["message"]) == (409, "the sms channel is not enabled")
 
 
 # --- dispatcher ------------------------------------------------------------------------------
