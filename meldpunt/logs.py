@@ -36,9 +36,11 @@ def configure_logging(level: str = "info") -> None:
     root.handlers = [handler]
     root.setLevel(numeric)
     # aiohttp's access log would print a line per webhook (metrics count requests instead), and
-    # Alembic narrates every step of a migration; meldpunt logs the outcome itself.
+    # Alembic narrates every step of a migration, imapclient every disconnect; meldpunt logs the
+    # outcome itself.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("imapclient").setLevel(logging.WARNING)
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from connectors.base import SendError
 from connectors.email.options import DepartmentSender, EmailOptions, SmtpOptions, TlsMode
@@ -37,6 +37,7 @@ from connectors.email.send import (
     sender_for,
 )
 from ingest.model import Channel, OutboundMessage
+from tests.connectors.email.conftest import Recorder, Start
 
 IN_CI = os.environ.get("CI") == "true"
 SECRET = b"test-secret-key"
@@ -59,8 +60,6 @@ REPLY_TEXT = (
     "Met vriendelijke groeten,\n"
     "Élodie Vandenbroucke – dienst Wegen (« ça marche »)\n"
 )
-
-Start = Callable[..., Awaitable[int]]
 
 
 def outbound(**changes: Any) -> OutboundMessage:
@@ -114,55 +113,6 @@ def parse(raw: bytes) -> EmailMessage:
     return parsed
 
 
-@dataclass(slots=True)
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    raw: bytes
-    session: object
-    encrypted: bool
-
-
-class Recorder:
-    """Accepts everything, except the commands given a scripted reply."""
-
-    def __init__(
-        self, *, mail: str | None = None, rcpt: str | None = None, data: str | None = None
-    ) -> None:
-        self.replies = {"MAIL": mail, "RCPT": rcpt, "DATA": data}
-        self.received: list[Received] = []
-
-    async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        if reply := self.replies["MAIL"]:
-            return reply
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
-
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        if reply := self.replies["RCPT"]:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
-        self, server: Any, session: Any, envelope: Any
-    ) -> str:
-        if reply := self.replies["DATA"]:
-            return reply
-        encrypted = server.transport.get_extra_info("ssl_object") is not None
-        self.received.append(
-            Received(
-                envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session, encrypted
-            )
-        )
-        return "250 2.0.0 Ok: queued as 4711"
-
-
 def accept_only(login: bytes, password: bytes) -> Callable[..., AuthResult]:
     def authenticate(
         server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
@@ -176,31 +126,6 @@ def accept_only(login: bytes, password: bytes) -> Callable[..., AuthResult]:
         return AuthResult(success=ok, handled=False)
 
     return authenticate
-
-
-@pytest.fixture
-async def start_smtp() -> AsyncIterator[Start]:
-    """Starts aiosmtpd servers on free ports (``ssl`` for implicit TLS); closes them after."""
-    servers: list[asyncio.Server] = []
-    loop = asyncio.get_running_loop()
-
-    async def start(
-        handler: Recorder, *, ssl_context: ssl.SSLContext | None = None, **smtp: Any
-    ) -> int:
-        server = await loop.create_server(
-            lambda: SMTP(handler, hostname="mail.test", loop=loop, **smtp),
-            "127.0.0.1",
-            0,
-            ssl=ssl_context,
-        )
-        servers.append(server)
-        port: int = server.sockets[0].getsockname()[1]
-        return port
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.fixture
