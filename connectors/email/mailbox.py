@@ -107,7 +107,7 @@ _CONTENT_FIELDS: Final = frozenset({b"content-type", b"content-transfer-encoding
 
 
 class DeliveryFailed(Exception):
-    """``deliver`` raised for a mail: it and the ones after it stay untouched on the server."""
+    """``deliver`` raised for a mail: it stays untouched on the server, the cursor stops before it."""
 
     def __init__(self, uid: int) -> None:
         super().__init__(f"storing the mail with UID {uid} failed")
@@ -483,27 +483,36 @@ class MailboxReader:
         delivered = 0
         for batch in _batches(plan, FETCH_BUDGET_BYTES):
             raw_mails = await self._call(self._fetch, session, batch)
-            handled: list[_Planned] = []
-            stored: list[_Planned] = []
-            failure: tuple[int, Exception] | None = None  # (UID, what deliver raised)
+            if self._stop.is_set():
+                break
+            # Skipped: already imported, or expunged meanwhile.
+            wanted = [
+                item
+                for item in batch
+                if item.action != "skip" and raw_mails.get(item.uid) is not None
+            ]
+            # Handed over together, so ingest stores the whole batch with one commit.
+            outcomes = await asyncio.gather(
+                *(self._deliver(raw_mails[item.uid]) for item in wanted), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                    raise outcome  # cancelled or stopping: mark nothing, as a crash would
+            result_of = {item.uid: outcome for item, outcome in zip(wanted, outcomes, strict=True)}
+            stored = [item for item in wanted if result_of[item.uid] is None]
+            handled: list[_Planned] = []  # the unbroken run the cursor may move past
+            failure: tuple[int, BaseException] | None = None  # (UID, what deliver raised)
             for item in batch:
-                if self._stop.is_set():
-                    break
-                raw = raw_mails.get(item.uid)
-                if item.action == "skip" or raw is None:  # already imported, or expunged meanwhile
-                    handled.append(item)
-                    continue
-                try:
-                    await self._deliver(raw)
-                except Exception as error:
-                    failure = (item.uid, error)
+                outcome = result_of.get(item.uid)
+                if isinstance(outcome, BaseException):
+                    failure = (item.uid, outcome)
                     break
                 handled.append(item)
-                stored.append(item)
-                delivered += 1
-                self.status.imported += 1
-                IMPORTED.labels(mailbox=self.options.name).inc()
-            # Only now, with every mail in `stored` safely in ingest, may the server forget them.
+            delivered += len(stored)
+            self.status.imported += len(stored)
+            IMPORTED.labels(mailbox=self.options.name).inc(len(stored))
+            # Only now, with every mail in `stored` safely in ingest, may the server forget them
+            # (also those after a failed one: they are stored, the cursor just stops before it).
             if stored:
                 await self._call(self._after_import, session, stored)
             if handled:
