@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from connectors.base import Connector
+from connectors.email.connector import EmailConnector
 from connectors.webform import WebFormConnector
 from ingest.model import Channel
 
 REGISTRY: dict[Channel, type[Connector]] = {
     Channel.WEBFORM: WebFormConnector,
+    Channel.EMAIL: EmailConnector,
 }
 
 __all__ = ["REGISTRY", "Connector"]

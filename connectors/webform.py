@@ -26,6 +26,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Capabilities, Connector, ConnectorContext
+from ingest.files import safe_filename, size_in_words
 from ingest.identity import InvalidIdentity, normalise_email, normalise_phone
 from ingest.model import (
     Attachment,
@@ -196,7 +197,7 @@ class WebFormConnector(Connector):
             kinds=KIND_LABELS_NL,
             csrf_token=csrf or "",
             options=self.options,
-            max_mb=_megabytes(self.options.max_attachment_bytes),
+            max_size=size_in_words(self.options.max_attachment_bytes),
             **values,
         )
         response = web.Response(text=html, status=status, content_type="text/html")
@@ -349,13 +350,15 @@ class WebFormConnector(Connector):
                 data = await _read_limited(part, limit)
                 if data is None:
                     sub.errors["attachment"] = (
-                        f"Het bestand '{_clean_filename(part.filename)}' is te groot. "
-                        f"Het mag hoogstens {_megabytes(limit)} MB zijn."
+                        f"Het bestand '{safe_filename(part.filename) or 'bijlage'}' is te groot. "
+                        f"Het mag hoogstens {size_in_words(limit)} zijn."
                     )
                     continue
                 content_type = part.headers.get("Content-Type", "application/octet-stream")
                 sub.uploads.append(
-                    _Upload(_clean_filename(part.filename), content_type.split(";")[0], data)
+                    _Upload(
+                        safe_filename(part.filename) or "bijlage", content_type.split(";")[0], data
+                    )
                 )
             else:
                 value = await _read_limited(part, MAX_TEXT * 4)
@@ -469,18 +472,6 @@ async def _read_limited(part: BodyPartReader, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _megabytes(size: int) -> str:
-    """A size as Dutch readers write it: "10", or "2,5" with a decimal comma."""
-    value = round(size / 1024 / 1024, 1)
-    return f"{value:g}".replace(".", ",")
-
-
-def _clean_filename(name: str) -> str:
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(c for c in base if c.isprintable() and c not in '<>:"|?*')
-    return cleaned[:200] or "bijlage"
 
 
 def _json_error(status: int, code: str, message: str) -> web.Response:

@@ -54,3 +54,37 @@ class AttachmentStore:
 
     async def get(self, sha256: str) -> bytes:
         return await asyncio.to_thread(self.path_for(sha256).read_bytes)
+
+
+# What a file name may not keep: control characters and the characters file systems refuse.
+_UNSAFE_IN_NAME = {
+    **dict.fromkeys(range(32)),
+    **dict.fromkeys(range(0x7F, 0xA0)),
+    **dict.fromkeys(map(ord, '<>:"|?*'), None),
+    0xFEFF: None,
+}
+
+
+def safe_filename(name: str, *, limit: int = 200) -> str:
+    """A citizen's file name fit to show and store: no folder part, no control or reserved
+    characters, at most ``limit`` characters with the extension kept. Empty when nothing is left.
+    """
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = name.translate(_UNSAFE_IN_NAME).strip(" .")
+    if len(name) > limit:
+        _, dot, extension = name.rpartition(".")
+        keep = extension if dot and len(extension) <= 10 else ""
+        name = name[: limit - len(keep) - 1].rstrip() + ("." + keep if keep else "")
+    return name
+
+
+def size_in_words(size: int) -> str:
+    """A size as Dutch readers write it: "23,4 MB", "15 MB", "800 kB", "12 bytes"."""
+    if size >= 1024 * 1024:
+        value, unit = size / (1024 * 1024), "MB"
+    elif size >= 1024:
+        value, unit = size / 1024, "kB"
+    else:
+        return f"{size} bytes"
+    number = f"{value:.1f}".rstrip("0").rstrip(".").replace(".", ",")
+    return f"{number} {unit}"

@@ -18,13 +18,16 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import sqlalchemy as sa
 
 from store.db import Database
 from store.migrate import upgrade
+from store.models import table_of
 
 T = TypeVar("T")
 
@@ -262,3 +265,26 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.close()
+
+
+class Clock:
+    """A clock tests move by hand; starts on a Monday morning in November 2026."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def rows(db: Database, model: type, *where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
+    """The rows of ``model``'s table matching ``where``, in primary-key order."""
+    table = table_of(model)
+    async with db.engine.connect() as conn:
+        result = await conn.execute(sa.select(table).where(*where).order_by(next(iter(table.c))))
+        return list(result.mappings())

@@ -1,10 +1,15 @@
-"""A throwaway copy of the sample configuration, pointed at a test database and data folder."""
+"""The service as tests run it: a throwaway copy of the sample configuration, and a real
+``meldpunt serve`` process for tests that kill it."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import socket
+import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from meldpunt.config import LoadedConfig, load_config
@@ -31,3 +36,36 @@ def sample_config(
     monkeypatch.setenv("MELDPUNT_DATABASE_URL", database_url)
     monkeypatch.setenv("MELDPUNT_SECRET_KEY", "test-secret-key-0123456789")
     return load_config(main)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start_server(
+    config_file: Path, port: int, env: dict[str, str]
+) -> asyncio.subprocess.Process:
+    """``meldpunt serve`` in a process of its own, returned once ``/readyz`` says ready."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "meldpunt", "--config", str(config_file),
+        "serve", "--port", str(port),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if proc.returncode is not None:
+                err = await proc.stderr.read() if proc.stderr else b""
+                raise AssertionError(f"server exited: {err.decode()}")
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    if r.status == 200:
+                        return proc
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    proc.kill()
+    raise AssertionError("server did not become ready")

@@ -4,47 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.service import sample_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def start_server(
-    config_file: Path, port: int, env: dict[str, str]
-) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "meldpunt", "--config", str(config_file),
-        "serve", "--port", str(port),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            if proc.returncode is not None:
-                err = await proc.stderr.read() if proc.stderr else b""
-                raise AssertionError(f"server exited: {err.decode()}")
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
-                    if r.status == 200:
-                        return proc
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    proc.kill()
-    raise AssertionError("server did not become ready")
+from tests.service import free_port, sample_config, start_server
 
 
 def report(n: int) -> dict[str, str]:

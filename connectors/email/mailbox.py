@@ -107,7 +107,7 @@ _CONTENT_FIELDS: Final = frozenset({b"content-type", b"content-transfer-encoding
 
 
 class DeliveryFailed(Exception):
-    """``deliver`` raised for a mail: it stays untouched on the server, the cursor stops before it."""
+    """``deliver`` raised for a mail: it stays on the server unmarked; the cursor stops there."""
 
     def __init__(self, uid: int) -> None:
         super().__init__(f"storing the mail with UID {uid} failed")

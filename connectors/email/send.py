@@ -32,11 +32,11 @@ import structlog
 
 from connectors.base import SendError
 from connectors.email.options import EmailOptions, SmtpOptions
+from connectors.email.parse import LOOP_HEADER
 from ingest.model import OutboundMessage
 
 log = structlog.get_logger("meldpunt.email")
 
-LOOP_HEADER = "X-Meldpunt-Loop"
 TICKET_HEADER = "X-Meldpunt-Ticket"
 
 # Mail clients keep the thread root and the most recent ancestors when References grows long

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,17 +14,10 @@ from ingest.model import Channel, DeliveryStatus, OutboundMessage, SendResult
 from ingest.pipeline import Intake, IntakePolicy
 from store.db import Database
 from store.models import Message, OutboxRow, table_of
+from tests.conftest import Clock
 from tests.messages import inbound, sample_rules
 
 OUTBOX = table_of(OutboxRow)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class FakeSender:
@@ -43,11 +36,6 @@ class FakeSender:
             raise self.error
         self.sent.append(message)
         return SendResult(provider_id=f"prov-{message.outbox_id}", status=DeliveryStatus.SENT)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

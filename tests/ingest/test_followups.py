@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 
 from ingest.dispatch import Dispatcher, DispatchPolicy
 from ingest.model import (
@@ -25,20 +24,8 @@ from store.cursors import DatabaseCursors
 from store.db import Database
 from store.models import JournalEntry, Message, OutboxRow, TicketEvent, table_of
 from store.outbox import OutboundDraft, queue_outbound
+from tests.conftest import Clock, rows
 from tests.messages import inbound, sample_rules
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -49,13 +36,6 @@ async def intake(database: Database, clock: Clock) -> AsyncIterator[Intake]:
     await service.start()
     yield service
     await service.stop()
-
-
-async def rows(db: Database, model: type, *where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
-    table = table_of(model)
-    async with db.engine.connect() as conn:
-        result = await conn.execute(sa.select(table).where(*where).order_by(next(iter(table.c))))
-        return list(result.mappings())
 
 
 async def test_an_automatic_message_becomes_a_ticket_without_acknowledgement(

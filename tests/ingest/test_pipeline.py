@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -22,20 +22,8 @@ from store.models import (
     TicketEvent,
     table_of,
 )
+from tests.conftest import Clock, rows
 from tests.messages import inbound, sample_rules
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -45,13 +33,6 @@ async def intake(database: Database, clock: Clock) -> AsyncIterator[Intake]:
     await service.start()
     yield service
     await service.stop()
-
-
-async def rows(db: Database, model: type, *where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
-    table = table_of(model)
-    async with db.engine.connect() as conn:
-        result = await conn.execute(sa.select(table).where(*where).order_by(next(iter(table.c))))
-        return list(result.mappings())
 
 
 async def test_new_message_becomes_routed_ticket_with_history_and_acknowledgement(

@@ -37,13 +37,13 @@ async def test_quarantined_message_is_listed_and_retried_once_fixed(database: Da
         assert "rule engine exploded" in entry.error
 
         still_broken = await retry_quarantined(database.engine, intake, entry.id)
-        assert still_broken.quarantined
+        assert still_broken is not None and still_broken.quarantined
         [again] = await list_quarantined(database.engine)  # one entry per message, the newest
         assert again.id != entry.id
 
         current[0] = good  # the operator fixed the rules
         fixed = await retry_quarantined(database.engine, intake, again.id)
-        assert fixed.new_ticket
+        assert fixed is not None and fixed.new_ticket
         assert fixed.ticket_reference == "Q-000001"
         assert await list_quarantined(database.engine) == []
         with pytest.raises(LookupError):
