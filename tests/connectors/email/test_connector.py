@@ -194,6 +194,9 @@ async def test_a_mail_becomes_a_ticket_and_the_conversation_stays_on_it(town: To
     # The mailbox copy is marked as imported once it was stored.
     [flags] = town.dovecot.flags(town.account).values()
     assert "\\Seen" in flags
+    ready = await (await town.client.get("/readyz")).json()
+    assert ready["channels"]["email"] == "enabled"
+    assert ready["checks"]["mailbox contactpunt"] in ("idle", "connected", "polling")
 
     # The citizen answers with Gmail's Dutch quote header under the new text.
     reply_id = make_msgid(domain="mail.example.be")
@@ -432,3 +435,39 @@ async def test_a_process_killed_while_importing_imports_every_mail_exactly_once(
     assert count(db_file, "SELECT count(*) FROM messages WHERE direction = 'in'") == total
     flags = dovecot.flags(account)
     assert len(flags) == total and all("\\Seen" in f for f in flags.values())
+
+
+async def test_a_mailbox_that_refuses_the_login_shows_in_readyz_and_the_rest_keeps_working(
+    aiohttp_client: ClientFactory,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    own_dovecot: DovecotServer,
+) -> None:
+    account = own_dovecot.new_account()
+    mail_env(monkeypatch, own_dovecot, account)
+    monkeypatch.setenv("IMAP_PASSWORD", "verkeerd-wachtwoord")
+    monkeypatch.delenv("SMTP_HOST")
+    config = sample_config(tmp_path, sqlite_url, monkeypatch)
+    client = await aiohttp_client(create_app(config, migrate=True))
+    checks: dict[str, str] = {}
+
+    async def retrying() -> bool:
+        nonlocal checks
+        response = await client.get("/readyz")
+        assert response.status == 200  # the web form and the API are still there
+        checks = (await response.json())["checks"]
+        return checks.get("mailbox contactpunt", "").startswith("retrying")
+
+    await until(retrying, "the mailbox reported as retrying")
+    assert "login" in checks["mailbox contactpunt"]
+    assert "verkeerd-wachtwoord" not in checks["mailbox contactpunt"]
+    form = await client.post(
+        "/contact",
+        json={
+            "kind": "question",
+            "message": "Wanneer is het recyclagepark open?",
+            "email": CITIZEN,
+        },
+    )
+    assert form.status == 201
