@@ -51,6 +51,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  departments: {', '.join(d.id for d in s.departments)}")
     print(f"  routing: {len(config.rules)} rules in {config.rules_file}")
     print(f"  database: {Database(s.database_url).dialect}")
+    email = s.channels.email
+    if not email.enabled:
+        print("  e-mail: switched off")
+    else:
+        for box in email.mailboxes:
+            state = (
+                f"{box.user} on {box.host}:{box.effective_port} ({box.tls}), {box.folder}"
+                if box.configured
+                else f"off, {', '.join(box.missing)} not set"
+            )
+            print(f"  e-mail in, mailbox {box.name}: {state}")
+        smtp = email.smtp
+        sending = (
+            f"{smtp.from_address} via {smtp.host}:{smtp.effective_port} ({smtp.tls})"
+            if smtp.configured
+            else f"off, {', '.join(smtp.missing)} not set (answers by e-mail wait in the outbox)"
+        )
+        print(f"  e-mail out: {sending}")
     return 0
 
 
