@@ -6,9 +6,10 @@ answer JSON; every error is ``{"error": {"code", "message", "details"}}``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from inbox.auth import STAFF, bearer_auth
 from inbox.errors import ApiError, BadRequestError, UnprocessableError
 from inbox.openapi import DEFAULT_LIMIT, MAX_LIMIT, PUBLIC_OPERATIONS, build_document
 from inbox.schemas import (
+    MAX_REPLY_ATTACHMENTS,
     Department,
     DepartmentList,
     ErrorDetail,
@@ -34,6 +36,7 @@ from inbox.schemas import (
     StatusRequest,
     TransferRequest,
 )
+from ingest.files import AttachmentStore
 from ingest.model import Channel, Kind, TicketStatus
 from store.db import Database
 
@@ -42,6 +45,10 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 MAX_QUERY_LENGTH = 200
+# The same default as channels.email.max_attachment_bytes, which the service passes in.
+DEFAULT_MAX_ATTACHMENT_BYTES = 15 * 1024 * 1024
+# Room for a reply's text and the JSON around it; aiohttp's own default body limit.
+REPLY_TEXT_ROOM = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +58,17 @@ class ApiContext:
     Attributes:
         db: the process's database.
         departments: department id → display name, in the order operators configured them.
+        files: where the files staff attach to replies are stored.
         retry_quarantined: processes a quarantined message again (see ``inbox.quarantine``);
             without it the API lists the quarantine but cannot retry from it.
+        max_attachment_bytes: the most bytes one file attached to a reply may have.
     """
 
     db: Database
     departments: Mapping[str, str]
+    files: AttachmentStore
     retry_quarantined: quarantine.RetryHook | None = None
+    max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
 
     def __post_init__(self) -> None:
         # A read-only copy: the context is shared by every request.
@@ -121,7 +132,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 # Request parsing
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
+async def _body(request: web.Request, model: type[M], *, max_size: int | None = None) -> M:
+    """The JSON body as ``model``; ``max_size`` raises the app's body limit for this request."""
+    if max_size is not None:
+        request = request.clone(client_max_size=max_size)
     raw = await request.read()
     try:
         return model.model_validate_json(raw)
@@ -129,11 +143,53 @@ async def _body(request: web.Request, model: type[M]) -> M:
         problems = exc.errors(include_url=False, include_input=False, include_context=False)
         if any(p["type"] == "json_invalid" for p in problems):
             raise BadRequestError("invalid_json", "the body is not valid JSON") from None
-        raise UnprocessableError(
-            "invalid_body",
-            "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems),
-            [{"field": ".".join(map(str, p["loc"])), "message": p["msg"]} for p in problems],
-        ) from None
+        raise _invalid_body([(".".join(map(str, p["loc"])), p["msg"]) for p in problems]) from None
+
+
+def _invalid_body(problems: Sequence[tuple[str, str]]) -> UnprocessableError:
+    """A 422 naming each field (dotted path, empty for the body itself) and what is wrong."""
+    return UnprocessableError(
+        "invalid_body",
+        "; ".join(f"{field or 'body'}: {message}" for field, message in problems),
+        [{"field": field, "message": message} for field, message in problems],
+    )
+
+
+def _reply_body_limit(max_attachment_bytes: int) -> int:
+    """The largest reply body worth reading: every file at the limit, plus the text.
+
+    Allows for base64 broken into 76-character lines with an escaped CRLF after each, as the
+    ``base64`` tool and MIME encoders write it.
+    """
+    encoded = 4 * -(-max_attachment_bytes // 3)
+    # Four characters for each escaped CRLF; 1 kB for the name, the type and the punctuation.
+    per_file = encoded + encoded // 76 * 4 + 1024
+    return MAX_REPLY_ATTACHMENTS * per_file + REPLY_TEXT_ROOM
+
+
+def _reply_files(body: ReplyRequest, max_bytes: int) -> list[tickets.ReplyFile]:
+    """The reply's files decoded and within ``max_bytes`` each; every problem is reported."""
+    files: list[tickets.ReplyFile] = []
+    problems: list[tuple[str, str]] = []
+    for n, attachment in enumerate(body.attachments):
+        field = f"attachments.{n}.content_base64"
+        try:
+            data = base64.b64decode("".join(attachment.content_base64.split()), validate=True)
+        except ValueError:
+            # binascii.Error for a bad character or padding; ValueError for non-ASCII text.
+            problems.append((field, "not valid base64 (standard alphabet, with padding)"))
+            continue
+        if not data:
+            problems.append((field, "the file is empty"))
+        elif len(data) > max_bytes:
+            problems.append(
+                (field, f"the file has {len(data)} bytes; at most {max_bytes} are allowed")
+            )
+        else:
+            files.append(tickets.ReplyFile(attachment.filename, attachment.content_type, data))
+    if problems:
+        raise _invalid_body(problems)
+    return files
 
 
 def _invalid(parameter: str, message: str, **details: Any) -> BadRequestError:
@@ -249,10 +305,18 @@ async def get_ticket(request: web.Request) -> web.Response:
 
 
 async def reply_to_ticket(request: web.Request) -> web.Response:
-    body = await _body(request, ReplyRequest)
-    async with _context(request).db.session() as session:
+    ctx = _context(request)
+    body = await _body(request, ReplyRequest, max_size=_reply_body_limit(ctx.max_attachment_bytes))
+    # Like every other body error, a bad file is reported before the ticket is looked at.
+    files = _reply_files(body, ctx.max_attachment_bytes)
+    async with ctx.db.session() as session:
         message = await tickets.reply(
-            session, request[STAFF], request.match_info["reference"], body
+            session,
+            request[STAFF],
+            request.match_info["reference"],
+            body,
+            store=ctx.files,
+            attachments=files,
         )
     return _json(message, 201)
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from inbox.schemas import (
+    MAX_REPLY_ATTACHMENTS,
     DepartmentList,
     ErrorResponse,
     Me,
@@ -43,6 +44,7 @@ ERROR_DESCRIPTIONS: Mapping[int, str] = {
     403: "Your role may not do this.",
     404: "No such ticket, or it is outside your departments.",
     409: "The ticket's current state does not allow this.",
+    413: "The body is larger than this endpoint reads.",
     422: "The body does not match the schema, or asks for something impossible.",
     503: "A part of the service this needs is not running; nothing was done. Try again later.",
 }
@@ -193,10 +195,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "address, or with 'channel' to the contact's identity for that channel (422 if the "
         "contact has none). A new ticket becomes open unless 'status' asks otherwise; the status "
         "change follows the rules of POST /tickets/{reference}/status. A closed ticket must be "
-        "reopened first (409).",
+        "reopened first (409).\n\n"
+        f"'attachments' carries up to {MAX_REPLY_ATTACHMENTS} files, base64-encoded; they are "
+        "stored with the reply and listed on it, and e-mail sends them as attachments. Too many "
+        "files, a file over the size limit, invalid base64, an unusable file name or media type: "
+        "422 naming the field, e.g. 'attachments.0.content_base64'.",
         params=(REFERENCE,),
         body=ReplyRequest,
-        errors=(*WRITE_ERRORS, 403),
+        errors=(*WRITE_ERRORS, 403, 413),
+        error_descriptions={413: "The body is larger than the most files allowed could make it."},
     ),
     Operation(
         "POST",

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -20,6 +21,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from ingest.files import MEDIA_TYPE_PATTERN, media_type, safe_filename
 from ingest.model import (
     Channel,
     DeliveryStatus,
@@ -44,6 +46,30 @@ Timestamp = Annotated[
 ]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+MAX_REPLY_ATTACHMENTS = 10
+
+
+def _usable_filename(value: str) -> str:
+    name = safe_filename(value)
+    if not name:
+        raise ValueError("no file name is left once folders and unsafe characters are removed")
+    return name
+
+
+def _usable_media_type(value: str) -> str:
+    found = media_type(value)
+    if found is None:
+        raise ValueError(
+            "must be a media type such as application/pdf or image/jpeg, without parameters"
+        )
+    return found
+
+
+Filename = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_usable_filename)
+]
+MediaType = Annotated[str, StringConstraints(max_length=127), AfterValidator(_usable_media_type)]
 
 
 class OutboxState(enum.StrEnum):
@@ -84,6 +110,27 @@ class _Response(BaseModel):
 # Requests
 
 
+class ReplyAttachment(_Request):
+    """A file to send with a reply."""
+
+    filename: Filename = Field(
+        description="The name the citizen sees; folder parts and control or reserved characters "
+        "are removed, and a very long name is shortened keeping its extension."
+    )
+    content_type: MediaType = Field(
+        description="The media type, e.g. application/pdf or image/jpeg, without parameters; "
+        "any case is accepted and stored in lower case.",
+        json_schema_extra={"pattern": MEDIA_TYPE_PATTERN},
+    )
+    content_base64: str = Field(
+        min_length=1,
+        description="The file's bytes in base64 (standard alphabet, padded; line breaks are "
+        "ignored). Each file may have at most the server's attachment limit "
+        "(channels.email.max_attachment_bytes, 15 MB unless configured otherwise).",
+        json_schema_extra={"contentEncoding": "base64"},
+    )
+
+
 class ReplyRequest(_Request):
     """A reply to the citizen, on the ticket's reply channel unless ``channel`` says otherwise."""
 
@@ -96,6 +143,12 @@ class ReplyRequest(_Request):
     status: TicketStatus | None = Field(
         default=None,
         description="New status of the ticket; without it a new ticket becomes open.",
+    )
+    attachments: list[ReplyAttachment] = Field(
+        default_factory=list,
+        max_length=MAX_REPLY_ATTACHMENTS,
+        description=f"Files to send with the reply, at most {MAX_REPLY_ATTACHMENTS}. Channels "
+        "that cannot carry files (such as sms) send the text only; the files stay on the ticket.",
     )
 
 

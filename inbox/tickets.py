@@ -46,6 +46,7 @@ from inbox.schemas import (
     TicketSummary,
     TransferRequest,
 )
+from ingest.files import AttachmentStore
 from ingest.model import (
     REPLY_IDENTITY,
     Channel,
@@ -480,12 +481,29 @@ async def _reply_address(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyFile:
+    """A file to send with a reply: decoded, named and typed as the API checked it."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
 async def reply(
-    session: AsyncSession, staff: Staff, reference: str, request: ReplyRequest
+    session: AsyncSession,
+    staff: Staff,
+    reference: str,
+    request: ReplyRequest,
+    *,
+    store: AttachmentStore,
+    attachments: Sequence[ReplyFile] = (),
 ) -> MessageOut:
     """Queue a reply to the citizen in the outbox and record it on the ticket.
 
-    A new ticket becomes open unless ``request.status`` asks for another status.
+    A new ticket becomes open unless ``request.status`` asks for another status. The files in
+    ``attachments`` are written to ``store`` once the reply is known to be allowed, and recorded
+    on the outbound message in the caller's transaction.
     """
     ticket = await visible_ticket(session, staff, reference, for_update=True)
     assert ticket.id is not None
@@ -504,6 +522,10 @@ async def reply(
             if ticket.subject
             else f"[{ticket.reference}]"
         )
+    # On disk before the rows that name them are committed, as ingest does it: a stored reply
+    # never points at a missing file. A transaction that fails later leaves an unreferenced file,
+    # which costs only space.
+    digests = [await store.put(file.data) for file in attachments]
     now = utcnow()
     [(message_id, outbox_id)] = await queue_outbound(
         await session.connection(),
@@ -519,6 +541,16 @@ async def reply(
             )
         ],
         now,
+    )
+    session.add_all(
+        AttachmentRow(
+            message_id=message_id,
+            filename=file.filename,
+            content_type=file.content_type,
+            size=len(file.data),
+            sha256=digest,
+        )
+        for file, digest in zip(attachments, digests, strict=True)
     )
     session.add(
         _event(

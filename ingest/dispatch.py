@@ -20,8 +20,8 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ingest.model import Channel, OutboundMessage, SendResult
-from store.models import Message, OutboxRow, Ticket, table_of
+from ingest.model import Channel, OutboundAttachment, OutboundMessage, SendResult
+from store.models import AttachmentRow, Message, OutboxRow, Ticket, table_of
 from store.outbox import FAILED, PENDING, SENDING, SENT, UNCERTAIN, backoff
 
 log = structlog.get_logger("meldpunt.dispatch")
@@ -29,6 +29,7 @@ log = structlog.get_logger("meldpunt.dispatch")
 OUTBOX = table_of(OutboxRow)
 MESSAGES = table_of(Message)
 TICKETS = table_of(Ticket)
+ATTACHMENTS = table_of(AttachmentRow)
 
 DISPATCHED = Counter(
     "meldpunt_outbox_sends_total",
@@ -190,6 +191,7 @@ class Dispatcher:
         channel = Channel(str(r["channel"]))
         try:
             in_reply_to, references = await self._thread_of(int(r["ticket_id"]), channel)
+            attachments = await self._attachments_of(int(r["message_id"]))
         except Exception as exc:
             await self._failed(r, exc)
             return
@@ -204,6 +206,7 @@ class Dispatcher:
             references=references,
             department=r["department"],
             automatic=r["purpose"] != "reply",
+            attachments=attachments,
         )
         try:
             async with asyncio.timeout(self._policy.send_timeout_seconds):
@@ -247,6 +250,34 @@ class Dispatcher:
         chain = tuple(str(external_id) for _, external_id in rows)
         last_in = next((str(e) for d, e in reversed(rows) if d == "in"), None)
         return ((last_in,) if last_in else ()), chain
+
+    async def _attachments_of(self, message_id: int) -> tuple[OutboundAttachment, ...]:
+        """The files of the outbound message, in the order they were attached."""
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        ATTACHMENTS.c.filename,
+                        ATTACHMENTS.c.content_type,
+                        ATTACHMENTS.c.size,
+                        ATTACHMENTS.c.sha256,
+                    )
+                    # A file recorded as removed has no bytes to send.
+                    .where(
+                        ATTACHMENTS.c.message_id == message_id, ATTACHMENTS.c.sha256.is_not(None)
+                    )
+                    .order_by(ATTACHMENTS.c.id)
+                )
+            ).all()
+        return tuple(
+            OutboundAttachment(
+                filename=str(filename),
+                content_type=str(content_type),
+                size=int(size),
+                sha256=str(digest),
+            )
+            for filename, content_type, size, digest in rows
+        )
 
     async def _failed(self, r: sa.RowMapping, exc: Exception) -> None:
         attempts = int(r["attempts"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -76,6 +77,24 @@ def safe_filename(name: str, *, limit: int = 200) -> str:
         keep = extension if dot and len(extension) <= 10 else ""
         name = name[: limit - len(keep) - 1].rstrip() + ("." + keep if keep else "")
     return name
+
+
+# RFC 6838 §4.2 names, under the top-level types a single file has. Multipart and message types are
+# containers: a mail client would read such a file as parts of the mail itself.
+MEDIA_TYPE_PATTERN = (
+    r"^(?:application|audio|font|image|model|text|video)/[a-z0-9][a-z0-9!#$&^_.+-]{0,100}$"
+)
+_MEDIA_TYPE = re.compile(MEDIA_TYPE_PATTERN)
+
+
+def media_type(value: str) -> str | None:
+    """``value`` as a lower-case ``type/subtype`` fit for one file, or None when it is not one.
+
+    Media types are case-insensitive. Parameters (``; charset=...``) are not accepted: a caller
+    that sends them should learn they are not used rather than see them silently dropped.
+    """
+    value = value.strip().lower()
+    return value if _MEDIA_TYPE.fullmatch(value) else None
 
 
 def size_in_words(size: int) -> str:

@@ -199,8 +199,24 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundAttachment:
+    """A file sent with an outbound message.
+
+    The bytes are in the attachment store under ``sha256``; the connector reads them to send.
+    """
+
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """A message to a citizen, as the dispatcher hands it to a connector."""
+    """A message to a citizen, as the dispatcher hands it to a connector.
+
+    A channel that cannot carry files sends the text and leaves ``attachments`` out.
+    """
 
     outbox_id: int
     channel: Channel
@@ -217,6 +233,7 @@ class OutboundMessage:
     department: str | None = None
     # An acknowledgement or notice rather than a person's answer (e-mail: Auto-Submitted).
     automatic: bool = False
+    attachments: tuple[OutboundAttachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -306,7 +306,10 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             ApiContext(
                 db=db,
                 departments={d.id: d.name for d in settings.departments},
+                files=files,
                 retry_quarantined=quarantine_retry(db, intake, connectors),
+                # Replies with files go out by e-mail: the mail channel's per-file limit holds.
+                max_attachment_bytes=settings.channels.email.max_attachment_bytes,
             )
         ),
     )

@@ -26,6 +26,7 @@ from connectors.email.mailbox import MailboxReader, MailboxStatus
 from connectors.email.options import EmailOptions, MailboxOptions
 from connectors.email.parse import Noise, ParsedMail, UnparseableMail, parse_mail
 from connectors.email.send import (
+    MailAttachment,
     SmtpSender,
     compose,
     mail_domain,
@@ -43,6 +44,7 @@ from ingest.model import (
     Identity,
     IdentityKind,
     InboundMessage,
+    OutboundAttachment,
     OutboundMessage,
     RawPayload,
     SendResult,
@@ -62,7 +64,7 @@ class EmailConnector(Connector):
 
     channel: ClassVar[Channel] = Channel.EMAIL
     capabilities: ClassVar[Capabilities] = Capabilities(
-        can_send=True, attachments_in=True, attachments_out=False
+        can_send=True, attachments_in=True, attachments_out=True
     )
 
     def __init__(self, context: ConnectorContext, options: EmailOptions | None = None) -> None:
@@ -169,7 +171,10 @@ class EmailConnector(Connector):
         """
         payload = RawPayload(RFC822, raw)
         try:
-            parsed = parse_mail(
+            # In a worker thread: a mail with a large attachment takes a noticeable fraction of
+            # a second to decode, which must not hold up webhooks and the API meanwhile.
+            parsed = await asyncio.to_thread(
+                parse_mail,
                 raw,
                 max_attachment_bytes=self.options.max_attachment_bytes,
                 own_addresses=self._own,
@@ -291,6 +296,7 @@ class EmailConnector(Connector):
     async def send(self, message: OutboundMessage) -> SendResult:
         if self._smtp is None:
             raise SendError("no SMTP server is configured (SMTP_HOST, SMTP_FROM)")
+        files = [await self._read(attachment) for attachment in message.attachments]
         try:
             message_id = message_id_for(message.outbox_id, self.domain, self.context.secret_key)
             mail = compose(
@@ -299,12 +305,41 @@ class EmailConnector(Connector):
                 message_id=message_id,
                 town_name=self.context.town_name,
                 now=datetime.now(UTC),
+                attachments=files,
             )
         except ValueError as exc:
             # An address or setting no retry can fix: show it on the message at once.
             raise SendError(f"cannot write this mail: {exc}", permanent=True) from exc
         await self._smtp.send(mail)
         return SendResult(provider_id=message_id, status=DeliveryStatus.SENT)
+
+    async def _read(self, attachment: OutboundAttachment) -> MailAttachment:
+        """The bytes of one file to send, from the attachment store.
+
+        Raises:
+            SendError: permanent when the file is gone (no retry brings it back), temporary when
+                it could not be read (permissions, a disk error: an operator can fix those).
+        """
+        files = self.context.files
+        try:
+            data = await files.get(attachment.sha256)
+        except FileNotFoundError as exc:
+            raise SendError(
+                f"the attachment {attachment.filename!r} is missing from the attachment store "
+                f"(expected at {files.path_for(attachment.sha256)}); "
+                "the mail cannot be sent with it",
+                permanent=True,
+            ) from exc
+        except ValueError as exc:
+            raise SendError(
+                f"the attachment {attachment.filename!r} has no usable file id: {exc}",
+                permanent=True,
+            ) from exc
+        except OSError as exc:
+            raise SendError(
+                f"could not read the attachment {attachment.filename!r}: {exc}"
+            ) from exc
+        return MailAttachment(attachment.filename, attachment.content_type, data)
 
 
 __all__ = ["EmailConnector"]

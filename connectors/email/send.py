@@ -1,7 +1,8 @@
 """Outgoing e-mail: turn an outbound message into a threaded MIME mail and hand it to SMTP.
 
-``compose`` is pure (no clock, no I/O) and ``message_id_for`` is deterministic, so a send retried
-after a crash carries the same Message-ID and the receiving side can tell it is a duplicate.
+``compose`` is pure (no clock, no I/O: the caller reads attachment bytes and hands them in) and
+``message_id_for`` is deterministic, so a send retried after a crash carries the same Message-ID
+and the receiving side can tell it is a duplicate.
 ``SmtpSender`` turns every SMTP failure into a ``SendError`` that says whether a retry can help.
 
 SMTP quirks this relies on (RFC 5321 §4.2): a 4xx reply means "try again later" (greylisting
@@ -20,11 +21,12 @@ import hmac
 import html
 import re
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from typing import NamedTuple
 
 import aiosmtplib
 import nh3
@@ -33,6 +35,7 @@ import structlog
 from connectors.base import SendError
 from connectors.email.options import EmailOptions, SmtpOptions
 from connectors.email.parse import LOOP_HEADER
+from ingest.files import media_type, safe_filename
 from ingest.model import OutboundMessage
 
 log = structlog.get_logger("meldpunt.email")
@@ -66,6 +69,14 @@ class SenderIdentity:
     from_address: str
     from_name: str | None = None
     reply_to: str | None = None
+
+
+class MailAttachment(NamedTuple):
+    """A file to attach to a mail: the name the citizen sees, its media type and its bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 def sender_for(options: EmailOptions, department: str | None) -> SenderIdentity:
@@ -140,8 +151,12 @@ def compose(
     message_id: str,
     town_name: str,
     now: datetime,
+    attachments: Sequence[MailAttachment] = (),
 ) -> EmailMessage:
     """Build the mail for ``message``: threaded, with a text and an HTML alternative.
+
+    With ``attachments`` the mail is multipart/mixed: the alternative first, then the files in
+    the order given.
 
     Args:
         message: What to send; ``recipient`` is a bare e-mail address.
@@ -150,9 +165,11 @@ def compose(
             domain also goes in ``X-Meldpunt-Loop``, so intake recognises the mail if it returns.
         town_name: Used in the default subject.
         now: The Date header; must be timezone-aware.
+        attachments: The bytes of the files in ``message.attachments``, read by the caller.
 
     Raises:
-        ValueError: an address or the Message-ID cannot be put in a mail header.
+        ValueError: an address, the Message-ID or an attachment's name or media type cannot be
+            put in a mail header.
     """
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -192,7 +209,24 @@ def compose(
     mail.add_alternative(
         _html_document(body, subject), subtype="html", charset="utf-8", cte="quoted-printable"
     )
+    for attachment in attachments:
+        _attach(mail, attachment)
     return mail
+
+
+def _attach(mail: EmailMessage, attachment: MailAttachment) -> None:
+    # Checked again here, where the header is written: a name with a line break or a container
+    # type would break the mail whatever path it came by.
+    filename = safe_filename(attachment.filename)
+    if not filename:
+        raise ValueError(f"not a usable attachment file name: {attachment.filename!r}")
+    content_type = media_type(attachment.content_type)
+    if content_type is None:
+        raise ValueError(f"not a usable attachment media type: {attachment.content_type!r}")
+    maintype, _, subtype = content_type.partition("/")
+    # Base64 keeps any bytes 7-bit. The policy writes a non-ASCII name as RFC 2231
+    # (filename*=utf-8''...), split over continuation lines when long.
+    mail.add_attachment(attachment.data, maintype, subtype, filename=filename, cte="base64")
 
 
 def html_from_text(text: str) -> str:

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from inbox import ApiContext, create_api
+from ingest.files import AttachmentStore
 from store.db import Database
 from store.models import Contact, ContactIdentity, Message, Ticket, TicketEvent, utcnow
 from store.users import create_token, create_user
@@ -99,9 +101,15 @@ def make_api(
 
 
 @pytest.fixture
-async def api(database: Database, make_api: MakeApi) -> Api:
-    """The API with the test departments and no retry hook."""
-    return await make_api(ApiContext(database, DEPARTMENTS))
+def files(tmp_path: Path) -> AttachmentStore:
+    """The attachment store the API writes reply files to, empty."""
+    return AttachmentStore(tmp_path / "attachments")
+
+
+@pytest.fixture
+async def api(database: Database, files: AttachmentStore, make_api: MakeApi) -> Api:
+    """The API with the test departments, the default file limit and no retry hook."""
+    return await make_api(ApiContext(database, DEPARTMENTS, files))
 
 
 @dataclass(frozen=True)

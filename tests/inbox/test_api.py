@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -9,11 +13,22 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
+from inbox import ApiContext
+from ingest.files import AttachmentStore
 from store.db import Database
-from store.models import ApiToken, Message, OutboxRow, Ticket, TicketEvent, User, utcnow
+from store.models import (
+    ApiToken,
+    AttachmentRow,
+    Message,
+    OutboxRow,
+    Ticket,
+    TicketEvent,
+    User,
+    utcnow,
+)
 from store.outbox import OutboundDraft, queue_outbound
 from store.users import revoke_token
-from tests.inbox.conftest import DEPARTMENTS, Api, MakeTicket
+from tests.inbox.conftest import DEPARTMENTS, Api, MakeApi, MakeTicket
 
 
 async def _rows(database: Database, model: Any, *where: Any) -> list[Any]:
@@ -477,6 +492,230 @@ async def test_closed_ticket_must_be_reopened_before_replying(
     ticket = await make_ticket(status="closed")
     status, body = await api.post(f"/tickets/{ticket.reference}/replies", {"text": "Hallo"})
     assert (status, body["error"]["code"]) == (409, "ticket_closed")
+
+
+# Replies with files
+
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+PHOTO = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8 + b"\xff\xd9"
+SMALL_LIMIT = 1000
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def a_file(**changes: str) -> dict[str, str]:
+    values = {
+        "filename": "offerte.pdf",
+        "content_type": "application/pdf",
+        "content_base64": b64(PDF),
+    }
+    return values | changes
+
+
+def stored_files(files: AttachmentStore) -> list[str]:
+    return sorted(p.name for p in files.root.rglob("*") if p.is_file())
+
+
+async def post_large(api: Api, path: str, body: Any) -> tuple[int, Any]:
+    """POST a body of more than 1 MiB, streamed as a browser or integrator would send it."""
+    response = await api.client.post(
+        f"/api/v1{path}",
+        # A file object: the test client warns about large bodies given as bytes.
+        data=io.BytesIO(json.dumps(body).encode()),
+        headers={
+            "Authorization": f"Bearer {api.tokens['admin']}",
+            "Content-Type": "application/json",
+        },
+    )
+    return response.status, await response.json()
+
+
+async def test_reply_with_files_stores_them_on_the_outbound_message(
+    api: Api, make_ticket: MakeTicket, database: Database, files: AttachmentStore
+) -> None:
+    ticket = await make_ticket(
+        channel="email",
+        identities=[("email", "an@example.be")],
+        reply_channel="email",
+        no_reply_address=True,
+    )
+    # The photo's base64 broken into 76-character lines, as the base64 tool writes it.
+    photo = b64(PHOTO)
+    wrapped = "\n".join(photo[i : i + 76] for i in range(0, len(photo), 76))
+    status, message = await api.post(
+        f"/tickets/{ticket.reference}/replies",
+        {
+            "text": "In bijlage de offerte en een foto van de herstelling.",
+            "attachments": [
+                a_file(
+                    filename="../../Offerte: herstelling stoep.pdf", content_type="Application/PDF"
+                ),
+                a_file(
+                    filename="foto stoep.jpg", content_type="image/jpeg", content_base64=wrapped
+                ),
+            ],
+        },
+        "agent",
+    )
+    assert status == 201, message
+    pdf_sha, photo_sha = hashlib.sha256(PDF).hexdigest(), hashlib.sha256(PHOTO).hexdigest()
+    expected = [
+        {
+            "filename": "Offerte herstelling stoep.pdf",
+            "content_type": "application/pdf",
+            "size": len(PDF),
+            "sha256": pdf_sha,
+            "removed_reason": None,
+        },
+        {
+            "filename": "foto stoep.jpg",
+            "content_type": "image/jpeg",
+            "size": len(PHOTO),
+            "sha256": photo_sha,
+            "removed_reason": None,
+        },
+    ]
+    assert message["attachments"] == expected
+
+    rows = await _rows(database, AttachmentRow)
+    assert [(r.message_id, r.filename, r.sha256) for r in sorted(rows, key=lambda r: r.id)] == [
+        (message["id"], f["filename"], f["sha256"]) for f in expected
+    ]
+    assert await files.get(pdf_sha) == PDF
+    assert await files.get(photo_sha) == PHOTO
+    [box] = await _rows(database, OutboxRow)
+    assert (box.message_id, box.channel, box.recipient) == (message["id"], "email", "an@example.be")
+    assert box.state == "pending"
+
+    _, detail = await api.get(f"/tickets/{ticket.reference}", "agent")
+    inbound, outbound = detail["messages"]
+    assert inbound["attachments"] == []
+    assert outbound["attachments"] == expected
+
+
+async def test_a_file_larger_than_a_plain_body_may_be_is_accepted(
+    api: Api, make_ticket: MakeTicket, files: AttachmentStore
+) -> None:
+    big = bytes(range(256)) * (8 * 1024)  # 2 MiB: twice what the API reads of other bodies
+    ticket = await make_ticket()
+    status, message = await post_large(
+        api,
+        f"/tickets/{ticket.reference}/replies",
+        {"text": "Het volledige rapport.", "attachments": [a_file(content_base64=b64(big))]},
+    )
+    assert status == 201, message
+    assert message["attachments"][0]["size"] == len(big)
+    assert await files.get(message["attachments"][0]["sha256"]) == big
+
+
+@pytest.mark.parametrize(
+    ("attachments", "fields"),
+    [
+        pytest.param([a_file()] * 11, ["attachments"], id="eleven files"),
+        pytest.param(
+            [a_file(content_base64=b64(b"x" * (SMALL_LIMIT + 1)))],
+            ["attachments.0.content_base64"],
+            id="too big",
+        ),
+        pytest.param(
+            [a_file(), a_file(content_base64="bm9n IGdlZW4=!")],
+            ["attachments.1.content_base64"],
+            id="not base64",
+        ),
+        pytest.param(
+            [a_file(content_base64="QUJD€")], ["attachments.0.content_base64"], id="not ascii"
+        ),
+        pytest.param(
+            [a_file(content_base64="QUJDRA")], ["attachments.0.content_base64"], id="no padding"
+        ),
+        pytest.param([a_file(content_base64="")], ["attachments.0.content_base64"], id="empty"),
+        pytest.param([a_file(content_base64=" \n ")], ["attachments.0.content_base64"], id="blank"),
+        pytest.param([a_file(content_type="pdf")], ["attachments.0.content_type"], id="no slash"),
+        pytest.param(
+            [a_file(content_type="text/plain; charset=utf-8")],
+            ["attachments.0.content_type"],
+            id="parameters",
+        ),
+        pytest.param(
+            [a_file(content_type="multipart/mixed")],
+            ["attachments.0.content_type"],
+            id="container type",
+        ),
+        pytest.param([a_file(filename="../..")], ["attachments.0.filename"], id="no name left"),
+        pytest.param(
+            [{"filename": "a.pdf", "content_type": "application/pdf"}],
+            ["attachments.0.content_base64"],
+            id="missing bytes",
+        ),
+        pytest.param(
+            [a_file(), a_file(content_base64="%%%"), a_file(content_base64=b64(b"x" * 2000))],
+            ["attachments.1.content_base64", "attachments.2.content_base64"],
+            id="every problem at once",
+        ),
+    ],
+)
+async def test_invalid_files_are_422_naming_the_field_and_store_nothing(
+    make_api: MakeApi,
+    make_ticket: MakeTicket,
+    database: Database,
+    files: AttachmentStore,
+    attachments: list[dict[str, str]],
+    fields: list[str],
+) -> None:
+    api = await make_api(ApiContext(database, DEPARTMENTS, files, max_attachment_bytes=SMALL_LIMIT))
+    ticket = await make_ticket()
+    status, body = await api.post(
+        f"/tickets/{ticket.reference}/replies", {"text": "Zie bijlage.", "attachments": attachments}
+    )
+    assert (status, body["error"]["code"]) == (422, "invalid_body"), body
+    assert [d["field"] for d in body["error"]["details"]] == fields
+    assert all(field in body["error"]["message"] for field in fields)
+    assert await _rows(database, OutboxRow) == []
+    assert await _rows(database, AttachmentRow) == []
+    assert stored_files(files) == []
+
+
+async def test_a_body_past_what_the_files_could_make_it_is_413(
+    make_api: MakeApi, make_ticket: MakeTicket, database: Database, files: AttachmentStore
+) -> None:
+    api = await make_api(ApiContext(database, DEPARTMENTS, files, max_attachment_bytes=SMALL_LIMIT))
+    ticket = await make_ticket()
+    status, body = await post_large(
+        api,
+        f"/tickets/{ticket.reference}/replies",
+        {"text": "Zie bijlage.", "attachments": [a_file(content_base64=b64(b"x" * 2_000_000))]},
+    )
+    assert (status, body["error"]["code"]) == (413, "body_too_large")
+    assert stored_files(files) == []
+
+
+@pytest.mark.parametrize(
+    ("ticket_changes", "status", "code"),
+    [
+        ({"department": "environment"}, 404, "not_found"),
+        ({"status": "closed"}, 409, "ticket_closed"),
+    ],
+)
+async def test_a_refused_reply_stores_none_of_its_files(
+    api: Api,
+    make_ticket: MakeTicket,
+    database: Database,
+    files: AttachmentStore,
+    ticket_changes: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    ticket = await make_ticket(**ticket_changes)
+    got, body = await api.post(
+        f"/tickets/{ticket.reference}/replies",
+        {"text": "Zie bijlage.", "attachments": [a_file()]},
+        "agent",
+    )
+    assert (got, body["error"]["code"]) == (status, code)
+    assert await _rows(database, AttachmentRow) == []
+    assert stored_files(files) == []
 
 
 # Notes

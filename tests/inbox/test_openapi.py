@@ -77,6 +77,11 @@ async def test_request_schemas_are_what_the_api_enforces(api: Api, make_ticket: 
     assert reply["required"] == ["text"]
     assert reply["properties"]["text"]["minLength"] == 1
     assert reply["additionalProperties"] is False
+    assert reply["properties"]["attachments"]["maxItems"] == 10
+    attachment = schemas["ReplyAttachment"]
+    assert attachment["required"] == ["filename", "content_type", "content_base64"]
+    assert attachment["properties"]["content_base64"]["contentEncoding"] == "base64"
+    assert attachment["additionalProperties"] is False
     assert set(schemas["TicketStatus"]["enum"]) == {"new", "open", "pending", "resolved", "closed"}
     assert schemas["TransferRequest"]["required"] == ["department", "reason"]
 

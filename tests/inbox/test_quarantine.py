@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from inbox import ApiContext
+from ingest.files import AttachmentStore
 from ingest.model import Channel, IntakeResult, RawPayload
 from ingest.pipeline import Intake, IntakePolicy
 from ingest.quarantine import retry_quarantined
@@ -119,9 +120,11 @@ async def service(database: Database) -> AsyncIterator[Service]:
 
 
 @pytest.fixture
-async def retrying_api(database: Database, service: Service, make_api: MakeApi) -> Api:
+async def retrying_api(
+    database: Database, files: AttachmentStore, service: Service, make_api: MakeApi
+) -> Api:
     """The API as the service mounts it: with a retry through intake and the connectors."""
-    return await make_api(ApiContext(database, DEPARTMENTS, retry_quarantined=service.retry))
+    return await make_api(ApiContext(database, DEPARTMENTS, files, retry_quarantined=service.retry))
 
 
 # Who may look

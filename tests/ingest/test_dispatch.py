@@ -10,10 +10,17 @@ import sqlalchemy as sa
 
 from connectors.base import SendError
 from ingest.dispatch import Dispatcher, DispatchPolicy
-from ingest.model import Channel, DeliveryStatus, OutboundMessage, SendResult
+from ingest.model import (
+    Channel,
+    DeliveryStatus,
+    OutboundAttachment,
+    OutboundMessage,
+    SendResult,
+)
 from ingest.pipeline import Intake, IntakePolicy
 from store.db import Database
-from store.models import Message, OutboxRow, table_of
+from store.models import AttachmentRow, Message, OutboxRow, Ticket, table_of
+from store.outbox import OutboundDraft, queue_outbound
 from tests.conftest import Clock
 from tests.messages import inbound, sample_rules
 
@@ -167,3 +174,47 @@ async def test_rows_without_a_connector_wait_with_a_visible_reason(
     rows = await outbox(queued)
     assert {r["state"] for r in rows} == {"pending"}
     assert all("no connector is configured for the email channel" in r["reason"] for r in rows)
+
+
+async def test_a_reply_reaches_the_connector_with_its_files(queued: Database, clock: Clock) -> None:
+    pdf = OutboundAttachment("offerte.pdf", "application/pdf", 2048, "a" * 64)
+    photo = OutboundAttachment("foto stoep.jpg", "image/jpeg", 4096, "b" * 64)
+    async with queued.session() as session:
+        ticket_id = await session.scalar(sa.select(sa.func.min(table_of(Ticket).c.id)))
+        assert ticket_id is not None
+        [(message_id, _)] = await queue_outbound(
+            await session.connection(),
+            [OutboundDraft(ticket_id, "email", "burger0@example.be", "Zie bijlage.", "reply")],
+            clock.now,
+        )
+        session.add_all(
+            [
+                _row(message_id, pdf),
+                # A file recorded without its bytes has nothing to send.
+                AttachmentRow(
+                    message_id=message_id,
+                    filename="virus.exe",
+                    content_type="application/octet-stream",
+                    size=10,
+                    removed_reason="refused",
+                ),
+                _row(message_id, photo),
+            ]
+        )
+    sender = FakeSender()
+    dispatcher = Dispatcher(queued.engine, {Channel.EMAIL: sender}, policy(), clock)
+    assert await dispatcher.run_once() == 4
+    [reply] = [m for m in sender.sent if not m.automatic]
+    assert reply.attachments == (pdf, photo)
+    # The acknowledgements have no files of their own.
+    assert [m.attachments for m in sender.sent if m.automatic] == [(), (), ()]
+
+
+def _row(message_id: int, attachment: OutboundAttachment) -> AttachmentRow:
+    return AttachmentRow(
+        message_id=message_id,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        sha256=attachment.sha256,
+    )

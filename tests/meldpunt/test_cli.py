@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ import yaml
 from store.db import Database
 from store.migrate import head_revision
 from store.users import user_for_token
+from tests.service import free_port
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config"
 SECRET = "cli-test-secret-key-0123456789"
@@ -83,12 +83,6 @@ def sample_rule_ids() -> list[str]:
 def write_json(path: Path, data: object) -> Path:
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- check-config ----------------------------------------------------------------------------

@@ -8,8 +8,10 @@ variables, as an operator would.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
+import hashlib
 import os
 import sqlite3
 import time
@@ -27,7 +29,16 @@ from aiohttp.test_utils import TestClient
 
 from meldpunt.app import RUNTIME, create_app
 from store.db import Database
-from store.models import JournalEntry, Message, OutboxRow, Ticket, TicketEvent, table_of
+from store.models import (
+    AttachmentRow,
+    JournalEntry,
+    Message,
+    OutboxRow,
+    Ticket,
+    TicketEvent,
+    table_of,
+)
+from store.outbox import OutboundDraft, queue_outbound
 from store.users import create_token, create_user
 from tests.conftest import rows
 from tests.connectors.email.conftest import Account, DovecotServer, Recorder, Start
@@ -236,6 +247,80 @@ async def test_a_mail_becomes_a_ticket_and_the_conversation_stays_on_it(town: To
         MESSAGES.c.author_user_id.is_not(None),
     )  # fmt: skip
     assert f"<{sent['external_id']}>" == answer["Message-ID"]
+
+
+async def test_a_staff_reply_with_files_reaches_the_citizen_with_the_bytes_intact(
+    town: Town,
+) -> None:
+    town.receive(mail("De stoeptegel voor nummer 4 ligt los.", subject="Stoeptegel"))
+    await town.wait_for_mail(1)
+    plan = b"%PDF-1.7\n" + bytes(range(256)) * 300
+    photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(255, -1, -1)) * 40 + b"\xff\xd9"
+    token = await town.token()
+    response = await town.client.post(
+        "/api/v1/tickets/1750-000001/replies",
+        json={
+            "text": "In bijlage het plan en een foto van de herstelde stoep.",
+            "attachments": [
+                {
+                    "filename": "Plan herstelling – Kerkstraat (één blad).pdf",
+                    "content_type": "application/pdf",
+                    "content_base64": base64.b64encode(plan).decode(),
+                },
+                {
+                    "filename": "foto.jpg",
+                    "content_type": "image/jpeg",
+                    "content_base64": base64.b64encode(photo).decode(),
+                },
+            ],
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status == 201, await response.text()
+
+    answer = (await town.wait_for_mail(2))[1]
+    assert answer.get_content_type() == "multipart/mixed"
+    body = answer.get_body(("plain",))
+    assert body is not None and "het plan en een foto" in body.get_content()
+    assert [
+        (part.get_filename(), part.get_content_type(), part.get_content())
+        for part in answer.iter_attachments()
+    ] == [
+        ("Plan herstelling – Kerkstraat (één blad).pdf", "application/pdf", plan),
+        ("foto.jpg", "image/jpeg", photo),
+    ]
+    await town.wait_for_rows(2, OutboxRow, table_of(OutboxRow).c.state == "sent")
+
+
+async def test_a_reply_whose_file_is_gone_from_disk_fails_at_once_saying_so(town: Town) -> None:
+    town.receive(mail("Wanneer wordt het gras gemaaid?", subject="Gras"))
+    await town.wait_for_mail(1)
+    [ticket] = await town.rows(Ticket)
+    # As after a restore of the database without the data folder: the row names a file that is
+    # not on disk.
+    gone = hashlib.sha256(b"nooit opgeslagen").hexdigest()
+    async with town.db.session() as session:
+        [(message_id, _)] = await queue_outbound(
+            await session.connection(),
+            [OutboundDraft(ticket["id"], "email", CITIZEN, "Zie het maaischema.", "reply")],
+            datetime.now(UTC),
+        )
+        session.add(
+            AttachmentRow(
+                message_id=message_id,
+                filename="maaischema.pdf",
+                content_type="application/pdf",
+                size=100,
+                sha256=gone,
+            )
+        )
+
+    [failed] = await town.wait_for_rows(1, OutboxRow, table_of(OutboxRow).c.state == "failed")
+    assert failed["message_id"] == message_id
+    assert failed["attempts"] == 1
+    assert "'maaischema.pdf' is missing from the attachment store" in failed["reason"]
+    assert gone in failed["reason"]
+    assert len(town.smtp.received) == 1
 
 
 async def test_forwards_quotes_and_new_subjects_open_tickets_of_their_own(town: Town) -> None:

@@ -16,7 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -29,6 +29,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from connectors.base import SendError
 from connectors.email.options import DepartmentSender, EmailOptions, SmtpOptions, TlsMode
 from connectors.email.send import (
+    MailAttachment,
     SenderIdentity,
     SmtpSender,
     compose,
@@ -77,7 +78,12 @@ def outbound(**changes: Any) -> OutboundMessage:
     return OutboundMessage(**values)
 
 
-def composed(message: OutboundMessage | None = None, **changes: Any) -> EmailMessage:
+def composed(
+    message: OutboundMessage | None = None,
+    *,
+    files: Sequence[MailAttachment] = (),
+    **changes: Any,
+) -> EmailMessage:
     message = message or outbound(**changes)
     return compose(
         message,
@@ -85,6 +91,7 @@ def composed(message: OutboundMessage | None = None, **changes: Any) -> EmailMes
         message_id=message_id_for(message.outbox_id, "wingene.example", SECRET),
         town_name=TOWN,
         now=NOW,
+        attachments=files,
     )
 
 
@@ -356,6 +363,56 @@ def test_staff_html_is_sanitised_and_used_instead_of_the_generated_part() -> Non
     assert "script" not in page
     assert "onclick" not in page
     assert plain.get_content() == "Hallo Jan\n"
+
+
+FILES = (
+    MailAttachment(
+        "Plan van de herstelling – Kerkstraat (één blad, « définitif »).pdf",
+        "application/pdf",
+        b"%PDF-1.7\n" + bytes(range(256)) * 4,
+    ),
+    MailAttachment("foto.jpg", "image/jpeg", b"\xff\xd8\xff\xe0" + bytes(range(255, -1, -1))),
+)
+
+
+def test_attachments_follow_the_text_with_their_names_and_bytes_intact() -> None:
+    raw = composed(files=FILES).as_bytes()
+    # RFC 2231: the accented name travels percent-encoded UTF-8, split over continuation lines.
+    assert raw.isascii()
+    assert re.search(rb"filename\*(0\*)?=utf-8''Plan%20van%20de%20herstelling%20%E2%80%93", raw)
+
+    mail = parse(raw)
+    assert mail.get_content_type() == "multipart/mixed"
+    alternative, *files = mail.iter_parts()
+    assert alternative.get_content_type() == "multipart/alternative"
+    plain = mail.get_body(preferencelist=("plain",))
+    assert plain is not None
+    assert plain.get_content().replace("\r\n", "\n") == REPLY_TEXT
+    assert [
+        (f.get_content_disposition(), f.get_filename(), f.get_content_type(), f.get_content())
+        for f in files
+    ] == [("attachment", f.filename, f.content_type, f.data) for f in FILES]
+
+
+def test_an_attachment_name_cannot_add_a_header() -> None:
+    sneaky = MailAttachment("rapport.pdf\r\nBcc: evil@x.example", "application/pdf", b"%PDF")
+    mail = parse(composed(files=[sneaky]).as_bytes())
+    assert "Bcc" not in mail
+    [attachment] = mail.iter_attachments()
+    assert attachment.get_filename() == "rapport.pdfBcc evil@x.example"
+
+
+@pytest.mark.parametrize(
+    "attachment",
+    [
+        MailAttachment("..", "application/pdf", b"%PDF"),
+        MailAttachment("brief.pdf", "pdf", b"%PDF"),
+        MailAttachment("brief.eml", "message/rfc822", b"Subject: x\r\n\r\n"),
+    ],
+)
+def test_compose_refuses_an_attachment_it_cannot_name_or_type(attachment: MailAttachment) -> None:
+    with pytest.raises(ValueError, match="attachment"):
+        composed(files=[attachment])
 
 
 def test_a_department_reply_to_is_set() -> None:
