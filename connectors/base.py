@@ -110,10 +110,19 @@ class Connector(abc.ABC):
         """Why the channel cannot run (missing credentials...), or None when it is live."""
         return None
 
+    @classmethod
+    def options_key(cls) -> str:
+        """The section under ``channels:`` in meldpunt.yaml that configures this connector."""
+        return cls.channel.value
+
     @property
     def can_send(self) -> bool:
         """Whether the dispatcher may hand this connector messages now (credentials present)."""
         return self.capabilities.can_send
+
+    def sends(self, channel: Channel) -> bool:
+        """Whether the dispatcher may hand this connector messages for ``channel`` now."""
+        return self.can_send
 
     def health(self) -> dict[str, str]:
         """Named checks for ``/readyz`` (e.g. each mailbox's state); "ok" when all is well."""

@@ -108,9 +108,15 @@ def secret_key(config: LoadedConfig) -> bytes:
 
 def _build_connectors(config: LoadedConfig, context: ConnectorContext) -> dict[Channel, Connector]:
     built: dict[Channel, Connector] = {}
+    # One provider may carry several channels (Twilio: SMS, WhatsApp, voice): the registry then
+    # names its class for each, and one instance serves them all.
+    instances: dict[type[Connector], Connector] = {}
     for channel, cls in REGISTRY.items():
-        # A channel's options sit under channels.<channel> in meldpunt.yaml.
-        connector = cls(context, getattr(config.settings.channels, channel.value, None))
+        connector = instances.get(cls)
+        if connector is None:
+            # Its options sit under channels.<options_key> in meldpunt.yaml.
+            options = getattr(config.settings.channels, cls.options_key(), None)
+            connector = instances[cls] = cls(context, options)
         reason = connector.disabled_reason
         CHANNEL_ENABLED.labels(channel.value).set(0 if reason else 1)
         if reason:
@@ -118,6 +124,11 @@ def _build_connectors(config: LoadedConfig, context: ConnectorContext) -> dict[C
             continue
         built[channel] = connector
     return built
+
+
+def unique(connectors: Mapping[Channel, Connector]) -> list[Connector]:
+    """Each connector once, also when it serves several channels."""
+    return list({id(c): c for c in connectors.values()}.values())
 
 
 @web.middleware
@@ -160,7 +171,7 @@ async def readyz(request: web.Request) -> web.Response:
     if runtime.rules.last_error:
         checks["rules"] = "last reload failed; running on the previous rules"
     channels = {c.value: ("enabled" if c in runtime.connectors else "disabled") for c in REGISTRY}
-    for connector in runtime.connectors.values():
+    for connector in unique(runtime.connectors):
         # Reported, not counted against readiness: the other channels keep working meanwhile.
         checks.update(connector.health())
     ready = checks["database"] == "ok" and checks["intake"] == "ok"
@@ -276,7 +287,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
     connectors = build_connectors(config, db, intake, files)
     dispatcher = Dispatcher(
         db.engine,
-        {ch: c for ch, c in connectors.items() if c.can_send},
+        {ch: c for ch, c in connectors.items() if c.sends(ch)},
         DispatchPolicy(
             max_attempts=settings.dispatch.max_attempts,
             backoff_seconds=settings.dispatch.backoff_seconds,
@@ -298,7 +309,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    for connector in connectors.values():
+    for connector in unique(connectors):
         app.router.add_routes(connector.routes())
     app.add_subapp(
         "/api/v1",
@@ -324,7 +335,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
                 "the database schema is not up to date: run 'meldpunt migrate' first"
             )
         await intake.start()
-        for connector in connectors.values():
+        for connector in unique(connectors):
             await connector.start()
         runtime.dispatch_task = asyncio.create_task(
             _dispatch_loop(runtime, settings.dispatch.interval_seconds), name="meldpunt-dispatch"
@@ -340,7 +351,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
         runtime.dispatch_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runtime.dispatch_task
-        for connector in connectors.values():
+        for connector in unique(connectors):
             await connector.stop()
         await intake.stop()
         await db.close()
