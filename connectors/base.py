@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
@@ -70,6 +70,29 @@ class SendError(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class WindowClosed(SendError):
+    """The channel only takes a free-form answer shortly after the citizen last wrote.
+
+    WhatsApp allows one within 24 hours of the citizen's last message; after that only an
+    approved template. The connector says what it did instead (``template_sent_at``, with the
+    template's provider id), and the dispatcher then moves the answer to one of ``fallback``
+    (channels in order of preference) or parks it until the citizen writes again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        template_sent_at: datetime | None = None,
+        template_provider_id: str | None = None,
+        fallback: tuple[Channel, ...] = (),
+    ) -> None:
+        super().__init__(message, permanent=False)
+        self.template_sent_at = template_sent_at
+        self.template_provider_id = template_provider_id
+        self.fallback = fallback
 
 
 @dataclass(frozen=True, slots=True)

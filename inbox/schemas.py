@@ -80,6 +80,7 @@ class OutboxState(enum.StrEnum):
     SENT = outbox.SENT
     FAILED = outbox.FAILED
     UNCERTAIN = outbox.UNCERTAIN
+    WAITING = outbox.WAITING
 
 
 class JournalState(enum.StrEnum):
@@ -288,12 +289,21 @@ class MessageOut(_Response):
     delivery_status: DeliveryStatus
     attachments: list[AttachmentOut]
     outbox: MessageOutbox | None = Field(description="Set on outbound messages.")
+    segments: int | None = Field(
+        default=None,
+        description="SMS only: the number of SMS parts the text is sent in (160 GSM-7 "
+        "characters, or 70 when it needs Unicode; 153 and 67 per part once split).",
+    )
     created_at: Timestamp
 
 
 class EventOut(_Response):
     id: int
-    type: str = Field(description="created, routed, transferred, status_changed, replied or note.")
+    type: str = Field(
+        description="created, routed, transferred, status_changed, replied, note, "
+        "delivery_failed or reply_window_closed (WhatsApp's 24-hour window: the answer went "
+        "by another channel, or waits for the citizen)."
+    )
     actor: StaffRef | None = Field(description="Null when meldpunt itself acted.")
     data: dict[str, Any]
     created_at: Timestamp

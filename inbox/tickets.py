@@ -57,6 +57,7 @@ from ingest.model import (
     Priority,
     TicketStatus,
 )
+from ingest.sms import sms_segments
 from store.models import (
     AttachmentRow,
     Contact,
@@ -328,6 +329,7 @@ async def _messages_out(session: AsyncSession, messages: Sequence[Message]) -> l
                 delivery_status=DeliveryStatus(m.delivery_status),
                 attachments=attachments.get(m.id, []),
                 outbox=outboxes.get(m.id),
+                segments=sms_segments(m.text) if m.channel == Channel.SMS.value else None,
                 created_at=m.created_at,
             )
         )

@@ -5,6 +5,10 @@ process dies in between, nobody knows whether the provider got it: such a row tu
 after the send time-out, for staff to look at, instead of being sent a second time. Rows for a
 channel that has no working connector stay ``pending`` with a reason that says so; they go out once
 the channel is configured.
+
+A channel that only takes free-form answers shortly after the citizen last wrote (WhatsApp's
+24-hour window) is told when that was; when the connector says the window is closed, the row
+moves to a fallback channel the citizen can be reached on, or waits for the citizen to write.
 """
 
 from __future__ import annotations
@@ -13,16 +17,30 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
 import sqlalchemy as sa
 import structlog
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ingest.model import Channel, OutboundAttachment, OutboundMessage, SendResult
-from store.models import AttachmentRow, Message, OutboxRow, Ticket, table_of
-from store.outbox import FAILED, PENDING, SENDING, SENT, UNCERTAIN, backoff
+from ingest.model import (
+    REPLY_IDENTITY,
+    Channel,
+    OutboundAttachment,
+    OutboundMessage,
+    SendResult,
+)
+from store.models import (
+    AttachmentRow,
+    ContactIdentity,
+    Message,
+    OutboxRow,
+    Ticket,
+    TicketEvent,
+    table_of,
+)
+from store.outbox import FAILED, PENDING, SENDING, SENT, UNCERTAIN, WAITING, backoff
 
 log = structlog.get_logger("meldpunt.dispatch")
 
@@ -30,6 +48,10 @@ OUTBOX = table_of(OutboxRow)
 MESSAGES = table_of(Message)
 TICKETS = table_of(Ticket)
 ATTACHMENTS = table_of(AttachmentRow)
+IDENTITIES = table_of(ContactIdentity)
+EVENTS = table_of(TicketEvent)
+# Kept on a row once it is sent, so staff still see why it went by another channel.
+_REROUTED = " window closed: sent by "
 
 DISPATCHED = Counter(
     "meldpunt_outbox_sends_total",
@@ -42,6 +64,20 @@ class Sender(Protocol):
     """What the dispatcher needs of a connector."""
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
+
+
+class _WindowClosed(Protocol):
+    """What ``connectors.base.WindowClosed`` carries (ingest does not import connectors)."""
+
+    template_sent_at: datetime | None
+    template_provider_id: str | None
+    fallback: tuple[Channel, ...]
+
+
+def _window_closed(exc: Exception) -> _WindowClosed | None:
+    if isinstance(getattr(exc, "fallback", None), tuple) and hasattr(exc, "template_sent_at"):
+        return cast(_WindowClosed, exc)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +93,31 @@ def no_connector_reason(channel: str) -> str:
     return (
         f"no connector is configured for the {channel} channel yet; "
         "the message waits here and goes out once it is"
+    )
+
+
+def _window_event(
+    r: sa.RowMapping, channel: Channel, now: datetime, **data: object
+) -> dict[str, object]:
+    """The ticket event saying what happened to an answer the channel would not take now."""
+    return {
+        "ticket_id": r["ticket_id"],
+        "type": "reply_window_closed",
+        "actor_user_id": None,
+        "data": {
+            "channel": channel.value,
+            "message_id": r["message_id"],
+            "outbox_id": r["id"],
+            **data,
+        },
+        "created_at": now,
+    }
+
+
+def channel_name(channel: Channel) -> str:
+    """How staff read a channel's name in a reason."""
+    return {Channel.SMS: "SMS", Channel.WHATSAPP: "WhatsApp", Channel.EMAIL: "e-mail"}.get(
+        channel, channel.value
     )
 
 
@@ -192,6 +253,9 @@ class Dispatcher:
         try:
             in_reply_to, references = await self._thread_of(int(r["ticket_id"]), channel)
             attachments = await self._attachments_of(int(r["message_id"]))
+            last_inbound_at = await self._last_inbound_at(int(r["ticket_id"]), channel)
+            if await self._park_behind_waiting(r, channel):
+                return
         except Exception as exc:
             await self._failed(r, exc)
             return
@@ -207,19 +271,24 @@ class Dispatcher:
             department=r["department"],
             automatic=r["purpose"] != "reply",
             attachments=attachments,
+            last_inbound_at=last_inbound_at,
         )
         try:
             async with asyncio.timeout(self._policy.send_timeout_seconds):
                 result = await self._senders[channel].send(message)
         except Exception as exc:
-            await self._failed(r, exc)
+            if (closed := _window_closed(exc)) is not None:
+                await self._reroute_or_wait(r, channel, closed)
+            else:
+                await self._failed(r, exc)
             return
         now = self._clock()
+        reason = r["reason"] if r["reason"] and _REROUTED in str(r["reason"]) else None
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(OUTBOX)
                 .where(OUTBOX.c.id == r["id"])
-                .values(state=SENT, provider_id=result.provider_id, sent_at=now, reason=None)
+                .values(state=SENT, provider_id=result.provider_id, sent_at=now, reason=reason)
             )
             await conn.execute(
                 sa.update(MESSAGES)
@@ -250,6 +319,146 @@ class Dispatcher:
         chain = tuple(str(external_id) for _, external_id in rows)
         last_in = next((str(e) for d, e in reversed(rows) if d == "in"), None)
         return ((last_in,) if last_in else ()), chain
+
+    async def _last_inbound_at(self, ticket_id: int, channel: Channel) -> datetime | None:
+        """When the ticket's citizen last wrote on ``channel``, on this ticket or any other."""
+        contact = sa.select(TICKETS.c.contact_id).where(TICKETS.c.id == ticket_id)
+        async with self._engine.connect() as conn:
+            last: datetime | None = (
+                await conn.execute(
+                    sa.select(sa.func.max(MESSAGES.c.created_at))
+                    .join(TICKETS, TICKETS.c.id == MESSAGES.c.ticket_id)
+                    .where(
+                        TICKETS.c.contact_id == contact.scalar_subquery(),
+                        MESSAGES.c.channel == channel.value,
+                        MESSAGES.c.direction == "in",
+                    )
+                )
+            ).scalar_one_or_none()
+        if last is not None and last.tzinfo is None:
+            # max() bypasses the column type on SQLite, which hands back a naive UTC value.
+            last = last.replace(tzinfo=UTC)
+        return last
+
+    async def _park_behind_waiting(self, r: sa.RowMapping, channel: Channel) -> bool:
+        """Park a row when an earlier one to the same citizen already waits on this channel.
+
+        The citizen was sent the template once; a second template for each further answer
+        would only nag. Both go out when the citizen writes.
+        """
+        now = self._clock()
+        contact = sa.select(TICKETS.c.contact_id).where(TICKETS.c.id == r["ticket_id"])
+        async with self._engine.begin() as conn:
+            earlier = (
+                await conn.execute(
+                    sa.select(OUTBOX.c.id)
+                    .join(TICKETS, TICKETS.c.id == OUTBOX.c.ticket_id)
+                    .where(
+                        OUTBOX.c.state == WAITING,
+                        OUTBOX.c.channel == channel.value,
+                        TICKETS.c.contact_id == contact.scalar_subquery(),
+                    )
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            if earlier is None:
+                return False
+            reason = (
+                f"waiting for the citizen to write on {channel_name(channel)}, "
+                "like the answer queued before it"
+            )
+            await conn.execute(
+                sa.update(OUTBOX).where(OUTBOX.c.id == r["id"]).values(state=WAITING, reason=reason)
+            )
+            await conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.id == r["message_id"])
+                .values(delivery_status=PENDING)
+            )
+            await conn.execute(
+                sa.insert(EVENTS),
+                [
+                    _window_event(
+                        r, channel, now, action="waiting", behind_outbox_id=earlier, reason=reason
+                    )
+                ],
+            )
+        return True
+
+    async def _reroute_or_wait(
+        self, r: sa.RowMapping, channel: Channel, closed: _WindowClosed
+    ) -> None:
+        """Move a row the channel would not take now to a fallback channel, or park it.
+
+        The fallback is the first channel in the connector's list that has a working sender
+        and an address of this citizen; without one the row waits for the citizen to write.
+        """
+        now = self._clock()
+        sent_at = closed.template_sent_at
+        template = (
+            f"the WhatsApp template sent at {sent_at.isoformat(timespec='minutes')}"
+            if sent_at
+            else "a new message (no WhatsApp template is configured)"
+        )
+        name = channel_name(channel)
+        async with self._engine.begin() as conn:
+            identities = {
+                str(kind): str(value)
+                for kind, value in await conn.execute(
+                    sa.select(IDENTITIES.c.kind, IDENTITIES.c.value)
+                    .join(TICKETS, TICKETS.c.contact_id == IDENTITIES.c.contact_id)
+                    .where(TICKETS.c.id == r["ticket_id"])
+                    .order_by(IDENTITIES.c.id)
+                )
+            }
+            target: tuple[Channel, str] | None = None
+            for candidate in closed.fallback:
+                kind = REPLY_IDENTITY.get(candidate)
+                if candidate in self._senders and kind and (address := identities.get(kind)):
+                    target = (candidate, address)
+                    break
+            values: dict[str, object]
+            if target is not None:
+                to_channel, address = target
+                values = {
+                    "state": PENDING,
+                    "channel": to_channel.value,
+                    "recipient": address,
+                    "next_attempt_at": now,
+                    "reason": f"{name}{_REROUTED}{channel_name(to_channel)} instead",
+                }
+                event = {"action": "rerouted", "to_channel": to_channel.value}
+            else:
+                values = {
+                    "state": WAITING,
+                    "reason": f"waiting for the citizen to answer {template}",
+                }
+                event = {"action": "waiting"}
+            await conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == r["id"]).values(**values))
+            await conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.id == r["message_id"])
+                .values(
+                    delivery_status=PENDING,
+                    **({"channel": target[0].value} if target is not None else {}),
+                )
+            )
+            await conn.execute(
+                sa.insert(EVENTS),
+                [
+                    _window_event(
+                        r,
+                        channel,
+                        now,
+                        template_provider_id=closed.template_provider_id,
+                        template_sent_at=sent_at.isoformat() if sent_at else None,
+                        reason=values["reason"],
+                        **event,
+                    )
+                ],
+            )
+        DISPATCHED.labels(channel.value, str(event["action"])).inc()
+        log.info("reply window closed", outbox_id=r["id"], channel=channel.value, **event)
 
     async def _attachments_of(self, message_id: int) -> tuple[OutboundAttachment, ...]:
         """The files of the outbound message, in the order they were attached."""

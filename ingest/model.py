@@ -234,6 +234,8 @@ class OutboundMessage:
     # An acknowledgement or notice rather than a person's answer (e-mail: Auto-Submitted).
     automatic: bool = False
     attachments: tuple[OutboundAttachment, ...] = ()
+    # When this citizen last wrote on this channel (WhatsApp: free-form answers only within 24 h).
+    last_inbound_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

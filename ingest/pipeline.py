@@ -54,7 +54,7 @@ from store.models import (
 from store.models import (
     Counter as CounterRow,
 )
-from store.outbox import FAILED, OutboundDraft, queue_outbound
+from store.outbox import FAILED, PENDING, WAITING, OutboundDraft, queue_outbound
 
 log = structlog.get_logger("meldpunt.ingest")
 
@@ -250,7 +250,7 @@ class Intake:
         """
         if not self.running:
             raise IntakeUnavailable("intake is not running")
-        msg = _with_normalised_sender(msg)
+        msg = _normalised(msg, self._policy.reference_prefix)
         future: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Item(msg, future))
         # Shielded: a client that hangs up must not cancel the write it is waiting for.
@@ -468,8 +468,15 @@ class Intake:
             return await _persist(conn, msgs, now, self._rules(), self._policy)
 
 
-def _with_normalised_sender(msg: InboundMessage) -> InboundMessage:
-    return replace(msg, sender=normalise_contact(msg.sender))
+def _normalised(msg: InboundMessage, prefix: str) -> InboundMessage:
+    """The sender's identities normalised, and a quoted reference written as meldpunt writes it
+    (a citizen typing "[mp-000123]" means "MP-000123")."""
+    hints = msg.hints
+    if hints.reference:
+        quoted_prefix, dash, number = hints.reference.partition("-")
+        if dash and quoted_prefix.casefold() == prefix.casefold():
+            hints = replace(hints, reference=f"{prefix}-{number}")
+    return replace(msg, sender=normalise_contact(msg.sender), hints=hints)
 
 
 def _journal_row(
@@ -837,6 +844,9 @@ async def _persist(
     )
 
     await queue_outbound(conn, drafts, now)
+    await _release_waiting(
+        conn, {(p.msg.channel.value, contact_of(p.contact)) for p in stored}, now
+    )
 
     results: list[IntakeResult] = []
     reference_of_new = {id(nt.plan): nt.reference for nt in new_tickets}
@@ -857,6 +867,36 @@ async def _persist(
                 IntakeResult(_ref_of(p, found, reference_of_ticket, ticket_of), new_ticket=False)
             )
     return results
+
+
+async def _release_waiting(
+    conn: AsyncConnection, wrote: set[tuple[str, int]], now: datetime
+) -> None:
+    """Send the answers that waited for these citizens to write again on these channels.
+
+    WhatsApp only carries a free-form answer within 24 hours of the citizen's last message: an
+    answer parked for that (``waiting``) may go now, in the same transaction as the message that
+    reopened the window, so no answer is forgotten.
+    """
+    by_channel: dict[str, set[int]] = {}
+    for channel, contact in wrote:
+        by_channel.setdefault(channel, set()).add(contact)
+    for channel, contacts in by_channel.items():
+        await conn.execute(
+            sa.update(OUTBOX)
+            .where(
+                OUTBOX.c.state == WAITING,
+                OUTBOX.c.channel == channel,
+                OUTBOX.c.ticket_id.in_(
+                    sa.select(TICKETS.c.id).where(TICKETS.c.contact_id.in_(contacts))
+                ),
+            )
+            .values(
+                state=PENDING,
+                next_attempt_at=now,
+                reason="the citizen wrote again on this channel; the answer goes out now",
+            )
+        )
 
 
 async def _acknowledgements(

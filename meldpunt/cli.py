@@ -69,6 +69,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             else f"off, {', '.join(smtp.missing)} not set (answers by e-mail wait in the outbox)"
         )
         print(f"  e-mail out: {sending}")
+    twilio = s.channels.twilio
+    if not twilio.enabled:
+        print("  SMS and WhatsApp (Twilio): switched off")
+    elif twilio.missing:
+        print(f"  SMS and WhatsApp (Twilio): off, {', '.join(twilio.missing)} not set")
+    else:
+        for name, number, variable in (
+            ("SMS", twilio.sms_number, "TWILIO_SMS_NUMBER"),
+            ("WhatsApp", twilio.whatsapp_sender, "TWILIO_WHATSAPP_SENDER"),
+        ):
+            out = f"from {number}" if number else f"off, {variable} not set (answers wait)"
+            print(f"  {name} (Twilio {twilio.account_sid}): in via webhook; out {out}")
+        template = twilio.whatsapp_template_sid or "none (TWILIO_WHATSAPP_TEMPLATE_SID not set)"
+        fallback = ", ".join(twilio.whatsapp_fallback) or "none: answers wait for the citizen"
+        print(f"  WhatsApp after 24 h: template {template}; fallback {fallback}")
     return 0
 
 

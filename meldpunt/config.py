@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from connectors.email.options import EmailOptions
+from connectors.twilio.options import TwilioOptions
 from connectors.webform import WebFormOptions
 from meldpunt.yamlsource import YamlDocument, YamlError, expand_env, load_yaml_file
 from router.rules import RuleError, RuleSet, compile_rules
@@ -122,6 +123,7 @@ class OfficeHours(_Strict):
 class Channels(_Strict):
     webform: WebFormOptions = Field(default_factory=WebFormOptions)
     email: EmailOptions = Field(default_factory=EmailOptions)
+    twilio: TwilioOptions = Field(default_factory=TwilioOptions)
 
 
 class Intake(_Strict):

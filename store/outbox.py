@@ -6,8 +6,9 @@ without its ticket history and never lost after the API answered.
 
 Rows move ``pending`` → ``sending`` (claimed, committed before the provider is called) →
 ``sent`` or back to ``pending`` with a later ``next_attempt_at``, or ``failed`` after the last
-attempt. A row found ``sending`` after a crash may or may not have reached the provider; it is
-marked ``uncertain`` for staff to decide, never sent again on its own.
+attempt, or ``waiting`` for the citizen to write again. A row found ``sending`` after a crash
+may or may not have reached the provider; it is marked ``uncertain`` for staff to decide, never
+sent again on its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ MESSAGES = table_of(Message)
 OUTBOX = table_of(OutboxRow)
 
 PENDING, SENDING, SENT, FAILED, UNCERTAIN = "pending", "sending", "sent", "failed", "uncertain"
+# Parked until the citizen writes again on the row's channel (WhatsApp's closed 24-hour window);
+# ingest turns such rows back to ``pending`` when that message arrives.
+WAITING = "waiting"
 
 
 @dataclass(frozen=True, slots=True)

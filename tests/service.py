@@ -7,12 +7,22 @@ import asyncio
 import shutil
 import socket
 import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from meldpunt.app import RUNTIME
 from meldpunt.config import LoadedConfig, load_config
+from store.db import Database
+from store.users import create_token, create_user
+from tests.conftest import rows
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config"
 
@@ -69,3 +79,52 @@ async def start_server(
             await asyncio.sleep(0.05)
     proc.kill()
     raise AssertionError("server did not become ready")
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = 20.0) -> None:
+    """Wait until ``check`` says yes; fail naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class RunningService:
+    """The whole service in-process (an aiohttp test client), and what tests ask of it."""
+
+    client: TestClient[web.Request, web.Application]
+
+    @property
+    def db(self) -> Database:
+        return self.client.app[RUNTIME].db
+
+    async def rows(self, model: type, *where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
+        return await rows(self.db, model, *where)
+
+    async def wait_for_rows(
+        self, count: int, model: type, *where: sa.ColumnElement[bool]
+    ) -> list[sa.RowMapping]:
+        found: list[sa.RowMapping] = []
+
+        async def enough() -> bool:
+            nonlocal found
+            found = await self.rows(model, *where)
+            return len(found) >= count
+
+        await until(enough, f"{count} {model.__name__} row(s)")
+        return found
+
+    async def staff_token(self) -> str:
+        """A bearer token of an operator, created on first use."""
+        if self._token is None:
+            async with self.db.session() as session:
+                await create_user(
+                    session, "els@wingene.example", "operator", [], "lang-wachtwoord-1"
+                )
+            async with self.db.session() as session:
+                self._token = await create_token(session, "els@wingene.example")
+        return self._token
+
+    _token: str | None = field(default=None, init=False)

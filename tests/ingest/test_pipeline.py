@@ -104,6 +104,21 @@ async def test_quoted_reference_joins_only_for_the_same_citizen(
     assert other.new_ticket and other.ticket_reference != first.ticket_reference
 
 
+async def test_a_reference_typed_in_other_letter_case_still_joins(database: Database) -> None:
+    rules = sample_rules()
+    service = Intake(database.engine, lambda: rules, IntakePolicy(reference_prefix="MP"))
+    await service.start()
+    try:
+        first = await service.submit(inbound(email="an@example.be"))
+        assert first.ticket_reference == "MP-000001"
+        again = await service.submit(
+            inbound("Nog een foto", email="an@example.be", hints=ThreadHints(reference="mp-000001"))
+        )
+    finally:
+        await service.stop()
+    assert again.ticket_reference == "MP-000001" and not again.new_ticket
+
+
 async def test_conversation_continues_within_the_window_only(
     intake: Intake, database: Database, clock: Clock
 ) -> None:

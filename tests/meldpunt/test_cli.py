@@ -46,8 +46,8 @@ class Cli:
     def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "MELDPUNT_DATABASE_URL": self.url, "MELDPUNT_SECRET_KEY": SECRET}
         env.pop("MELDPUNT_CONFIG", None)
-        for name in [n for n in env if n.startswith(("IMAP_", "SMTP_"))]:
-            del env[name]  # the sample's mailbox and mail server stay unconfigured
+        for name in [n for n in env if n.startswith(("IMAP_", "SMTP_", "TWILIO_"))]:
+            del env[name]  # the sample's mailbox, mail server and Twilio stay unconfigured
         config = ["--config", str(self.config)] if self.config else []
         done = subprocess.run(
             [sys.executable, "-m", "meldpunt", *config, *args],
@@ -101,6 +101,10 @@ def test_check_config_summarises_the_sample(cli: Cli) -> None:
     assert "database: sqlite" in done.stdout
     assert "e-mail in, mailbox contactpunt: off, host, user not set" in done.stdout
     assert "e-mail out: off, host, from_address not set" in done.stdout
+    assert (
+        "SMS and WhatsApp (Twilio): off, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN not set"
+        in done.stdout
+    )
 
 
 BROKEN_MAIN = textwrap.dedent(

@@ -14,7 +14,6 @@ import email.policy
 import hashlib
 import os
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,12 +22,10 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from meldpunt.app import RUNTIME, create_app
-from store.db import Database
+from meldpunt.app import create_app
 from store.models import (
     AttachmentRow,
     JournalEntry,
@@ -39,10 +36,8 @@ from store.models import (
     table_of,
 )
 from store.outbox import OutboundDraft, queue_outbound
-from store.users import create_token, create_user
-from tests.conftest import rows
 from tests.connectors.email.conftest import Account, DovecotServer, Recorder, Start
-from tests.service import free_port, sample_config, start_server
+from tests.service import RunningService, free_port, sample_config, start_server, until
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
@@ -90,36 +85,15 @@ def parsed(raw: bytes) -> EmailMessage:
 
 
 @dataclass
-class Town:
+class Town(RunningService):
     """The running service with its mailbox and the SMTP server citizens' answers go through."""
 
-    client: Client
     dovecot: DovecotServer
     account: Account
     smtp: Recorder
 
-    @property
-    def db(self) -> Database:
-        return self.client.app[RUNTIME].db
-
     def receive(self, *mails: bytes) -> None:
         self.dovecot.append(self.account, *mails)
-
-    async def rows(self, model: type, *where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
-        return await rows(self.db, model, *where)
-
-    async def wait_for_rows(
-        self, count: int, model: type, *where: sa.ColumnElement[bool]
-    ) -> list[sa.RowMapping]:
-        found: list[sa.RowMapping] = []
-
-        async def enough() -> bool:
-            nonlocal found
-            found = await self.rows(model, *where)
-            return len(found) >= count
-
-        await until(enough, f"{count} {model.__name__} row(s)")
-        return found
 
     async def wait_for_mail(self, count: int) -> list[EmailMessage]:
         async def enough() -> bool:
@@ -127,20 +101,6 @@ class Town:
 
         await until(enough, f"{count} mail(s) at the SMTP server")
         return [parsed(r.raw) for r in self.smtp.received]
-
-    async def token(self) -> str:
-        async with self.db.session() as session:
-            await create_user(session, "els@wingene.example", "operator", [], "lang-wachtwoord-1")
-        async with self.db.session() as session:
-            return await create_token(session, "els@wingene.example")
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def mail_env(monkeypatch: pytest.MonkeyPatch, dovecot: DovecotServer, account: Account) -> None:
@@ -229,7 +189,7 @@ async def test_a_mail_becomes_a_ticket_and_the_conversation_stays_on_it(town: To
     assert len(await town.rows(Ticket)) == 1
 
     # Staff answer through the API; the mail threads under the citizen's last one.
-    token = await town.token()
+    token = await town.staff_token()
     response = await town.client.post(
         "/api/v1/tickets/1750-000001/replies",
         json={"text": "We sturen morgen een ploeg langs."},
@@ -256,7 +216,7 @@ async def test_a_staff_reply_with_files_reaches_the_citizen_with_the_bytes_intac
     await town.wait_for_mail(1)
     plan = b"%PDF-1.7\n" + bytes(range(256)) * 300
     photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(255, -1, -1)) * 40 + b"\xff\xd9"
-    token = await town.token()
+    token = await town.staff_token()
     response = await town.client.post(
         "/api/v1/tickets/1750-000001/replies",
         json={

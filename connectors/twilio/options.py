@@ -1,0 +1,83 @@
+"""``channels.twilio`` in meldpunt.yaml: the Twilio account, the numbers it sends from, limits.
+
+Secrets arrive through ``${VAR}`` references. Empty values mean "not configured", so the sample
+configuration can name ``${TWILIO_ACCOUNT_SID:-}`` and still start when nothing is set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+TWILIO_API = "https://api.twilio.com"
+
+# Where a WhatsApp answer may go instead when the 24-hour window is closed.
+FallbackChannel = Literal["sms", "email"]
+_FALLBACK: list[FallbackChannel] = ["sms", "email"]
+
+
+class TwilioOptions(BaseModel):
+    """``channels.twilio``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+    # Only tests and staging point this elsewhere; empty means Twilio's own API.
+    api_base: str = ""
+    # E.164, e.g. +3250123456; empty: no SMS is sent (SMS still comes in if the number exists).
+    sms_number: str = ""
+    # The WhatsApp sender's number, with or without the "whatsapp:" prefix.
+    whatsapp_sender: str = ""
+    # The approved WhatsApp template (Content SID, HX…) sent when the 24-hour window is closed.
+    whatsapp_template_sid: str = ""
+    whatsapp_fallback: list[FallbackChannel] = Field(default_factory=lambda: _FALLBACK.copy())
+    max_media_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    allowed_media_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "image/heic",
+            "application/pdf",
+            "audio/ogg",
+            "audio/mpeg",
+            "audio/amr",
+            "video/mp4",
+        ]
+    )
+    timeout_seconds: float = Field(default=20.0, gt=0)
+
+    @field_validator("api_base")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("sms_number", "whatsapp_sender")
+    @classmethod
+    def _number(cls, value: str) -> str:
+        number = value.strip().removeprefix("whatsapp:")
+        if number and not (number.startswith("+") and number[1:].isdigit()):
+            raise ValueError("write the number in E.164 form, e.g. +3250123456")
+        return number
+
+    @property
+    def base_url(self) -> str:
+        return self.api_base or TWILIO_API
+
+    @property
+    def missing(self) -> list[str]:
+        """The environment variables of the sample configuration still to set."""
+        return [
+            variable
+            for variable, value in (
+                ("TWILIO_ACCOUNT_SID", self.account_sid),
+                ("TWILIO_AUTH_TOKEN", self.auth_token.get_secret_value()),
+            )
+            if not value
+        ]
