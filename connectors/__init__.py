@@ -11,9 +11,10 @@ from ingest.model import Channel
 REGISTRY: dict[Channel, type[Connector]] = {
     Channel.WEBFORM: WebFormConnector,
     Channel.EMAIL: EmailConnector,
-    # One Twilio account carries both; the app builds one instance for them.
+    # One Twilio account carries all three; the app builds one instance for them.
     Channel.SMS: TwilioConnector,
     Channel.WHATSAPP: TwilioConnector,
+    Channel.VOICE: TwilioConnector,
 }
 
 __all__ = ["REGISTRY", "Connector"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
@@ -26,6 +26,7 @@ from ingest.model import (
     RawPayload,
     SendResult,
 )
+from meldpunt.hours import OfficeHours
 
 
 class IntakePort(Protocol):
@@ -37,6 +38,23 @@ class IntakePort(Protocol):
 
     async def report_delivery(self, report: DeliveryReport) -> bool:
         """Record a delivery update; False when no outbound message has that provider id."""
+        ...
+
+    async def add_text(
+        self,
+        channel: Channel,
+        external_id: str,
+        text: str,
+        note: str,
+        raw: RawPayload,
+        event: str = "text_added",
+    ) -> bool:
+        """Add text that arrived later (a voicemail's transcription) to a stored inbound message.
+
+        ``note`` says what the text is and ``event`` names the ticket event left; the payload
+        is journalled either way. False when no inbound message on ``channel`` has
+        ``external_id``.
+        """
         ...
 
     async def quarantine(
@@ -116,6 +134,9 @@ class ConnectorContext:
     public_url: str
     town_name: str
     secret_key: bytes
+    # When the town's staff can take a call (the phone line dials the front desk only then).
+    office_hours: OfficeHours = field(default_factory=lambda: OfficeHours.model_validate({}))
+    timezone: str = "Europe/Brussels"
 
 
 class Connector(abc.ABC):

@@ -24,6 +24,7 @@ from inbox.errors import ApiError, BadRequestError, UnprocessableError
 from inbox.openapi import DEFAULT_LIMIT, MAX_LIMIT, PUBLIC_OPERATIONS, build_document
 from inbox.schemas import (
     MAX_REPLY_ATTACHMENTS,
+    CalledBackRequest,
     Department,
     DepartmentList,
     ErrorDetail,
@@ -330,6 +331,16 @@ async def add_note(request: web.Request) -> web.Response:
     return _json(message, 201)
 
 
+async def record_called_back(request: web.Request) -> web.Response:
+    # The note is optional, and so is the body that would carry it.
+    body = await _body(request, CalledBackRequest) if await request.read() else CalledBackRequest()
+    async with _context(request).db.session() as session:
+        event = await tickets.called_back(
+            session, request[STAFF], request.match_info["reference"], body
+        )
+    return _json(event, 201)
+
+
 async def transfer_ticket(request: web.Request) -> web.Response:
     ctx = _context(request)
     body = await _body(request, TransferRequest)
@@ -413,6 +424,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/tickets/{reference}", get_ticket),
     ("POST", "/tickets/{reference}/replies", reply_to_ticket),
     ("POST", "/tickets/{reference}/notes", add_note),
+    ("POST", "/tickets/{reference}/called-back", record_called_back),
     ("POST", "/tickets/{reference}/transfer", transfer_ticket),
     ("POST", "/tickets/{reference}/status", change_ticket_status),
     ("GET", "/outbox", list_outbox),

@@ -15,8 +15,10 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from inbox.schemas import (
     MAX_REPLY_ATTACHMENTS,
+    CalledBackRequest,
     DepartmentList,
     ErrorResponse,
+    EventOut,
     Me,
     MessageOut,
     NoteRequest,
@@ -216,6 +218,21 @@ OPERATIONS: tuple[Operation, ...] = (
         description="Notes are for staff only and are never sent to the citizen.",
         params=(REFERENCE,),
         body=NoteRequest,
+        errors=(400, 404, 422),
+    ),
+    Operation(
+        "POST",
+        "/tickets/{reference}/called-back",
+        "record_called_back",
+        "tickets",
+        "Record that the citizen was phoned back",
+        EventOut,
+        status=201,
+        description="For staff who called the citizen (after a missed call or a voicemail): "
+        "leaves a 'called_back' event with the staff member and the optional note. The body "
+        "may be left out.",
+        params=(REFERENCE,),
+        body=CalledBackRequest,
         errors=(400, 404, 422),
     ),
     Operation(

@@ -159,6 +159,14 @@ class NoteRequest(_Request):
     text: Text
 
 
+class CalledBackRequest(_Request):
+    """Staff phoned the citizen back (a missed call, a voicemail); the body is optional."""
+
+    note: Reason | None = Field(
+        default=None, description="What was agreed on the phone, for the ticket's history."
+    )
+
+
 class TransferRequest(_Request):
     """Hand the ticket to another department."""
 
@@ -301,8 +309,9 @@ class EventOut(_Response):
     id: int
     type: str = Field(
         description="created, routed, transferred, status_changed, replied, note, "
-        "delivery_failed or reply_window_closed (WhatsApp's 24-hour window: the answer went "
-        "by another channel, or waits for the citizen)."
+        "delivery_failed, reply_window_closed (WhatsApp's 24-hour window: the answer went "
+        "by another channel, or waits for the citizen), transcription_added (a voicemail's "
+        "text arrived) or called_back (staff phoned the citizen)."
     )
     actor: StaffRef | None = Field(description="Null when meldpunt itself acted.")
     data: dict[str, Any]

@@ -27,6 +27,7 @@ from inbox.errors import (
 )
 from inbox.schemas import (
     AttachmentOut,
+    CalledBackRequest,
     ContactDetail,
     ContactIdentityOut,
     ContactSummary,
@@ -593,6 +594,26 @@ async def add_note(
     ticket.updated_at = now
     [out] = await _messages_out(session, [note])
     return out
+
+
+async def called_back(
+    session: AsyncSession, staff: Staff, reference: str, request: CalledBackRequest
+) -> EventOut:
+    """Record that a staff member phoned the citizen, with an optional note on the call."""
+    ticket = await visible_ticket(session, staff, reference, for_update=True)
+    now = utcnow()
+    event = _event(ticket, staff, "called_back", {"note": request.note}, now)
+    session.add(event)
+    ticket.updated_at = now
+    await session.flush()
+    assert event.id is not None
+    return EventOut(
+        id=event.id,
+        type=event.type,
+        actor=StaffRef(id=staff.id, email=staff.email, name=staff.name),
+        data=event.data,
+        created_at=now,
+    )
 
 
 async def transfer(

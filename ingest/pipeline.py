@@ -446,6 +446,78 @@ class Intake:
             raise IntakeUnavailable(str(exc)) from exc
         return True
 
+    async def add_text(
+        self,
+        channel: Channel,
+        external_id: str,
+        text: str,
+        note: str,
+        raw: RawPayload,
+        event: str = "text_added",
+    ) -> bool:
+        """Append text that arrived later (a voicemail's transcription) to a stored message.
+
+        The first text stays where it was and ``note`` heads the addition, so staff see what
+        was said and what a machine made of it. A redelivered addition is not appended twice.
+        The payload is journalled either way, also when no message matches.
+
+        Returns:
+            Whether an inbound message on ``channel`` with ``external_id`` exists.
+        """
+        addition = f"{note}:\n{text.strip()}"
+        now = self._clock()
+        try:
+            async with self._engine.begin() as conn:
+                found = (
+                    await conn.execute(
+                        sa.select(MESSAGES.c.id, MESSAGES.c.ticket_id, MESSAGES.c.text)
+                        .where(
+                            MESSAGES.c.channel == channel.value,
+                            MESSAGES.c.external_id == external_id,
+                            MESSAGES.c.direction == "in",
+                        )
+                        .limit(1)
+                    )
+                ).first()
+                await conn.execute(
+                    sa.insert(JOURNAL),
+                    [
+                        {
+                            "channel": channel.value,
+                            "external_id": f"text:{external_id}"[:255],
+                            "received_at": now,
+                            "content_type": raw.content_type[:127],
+                            "payload": raw.body,
+                            "envelope": {"external_id": external_id, "note": note},
+                            "state": "processed" if found else "ignored",
+                            "error": None if found else "no inbound message has this id",
+                            "message_id": found.id if found else None,
+                        }
+                    ],
+                )
+                if found is None or addition in found.text:
+                    return found is not None
+                await conn.execute(
+                    sa.update(MESSAGES)
+                    .where(MESSAGES.c.id == found.id)
+                    .values(text=f"{found.text}\n\n{addition}")
+                )
+                await conn.execute(
+                    sa.insert(EVENTS),
+                    [
+                        {
+                            "ticket_id": found.ticket_id,
+                            "type": event,
+                            "actor_user_id": None,
+                            "data": {"message_id": found.id, "note": note},
+                            "created_at": now,
+                        }
+                    ],
+                )
+        except Exception as exc:
+            raise IntakeUnavailable(str(exc)) from exc
+        return True
+
     @staticmethod
     def _settle(item: _Item, result: IntakeResult) -> None:
         outcome = (
@@ -925,7 +997,12 @@ async def _acknowledgements(
         reply_channel, reply_address = routes[id(nt)]
         skipped = None
         if msg.automatic:
-            skipped = "the message was sent automatically (an auto-reply or list mail)"
+            # On the phone line only a missed call is marked automatic (nobody wrote anything).
+            skipped = (
+                "a missed call: the caller asked for no message"
+                if msg.channel is Channel.VOICE
+                else "the message was sent automatically (an auto-reply or list mail)"
+            )
         elif limit is not None and reply_address:
             if sent_recently.get(reply_address, 0) >= limit:
                 skipped = f"{limit} acknowledgements went to this address in the last hour"

@@ -244,6 +244,8 @@ def build_connectors(
         public_url=settings.public_url,
         town_name=settings.town.name,
         secret_key=secret_key(config),
+        office_hours=settings.office_hours,
+        timezone=settings.town.timezone,
     )
     return _build_connectors(config, context)
 

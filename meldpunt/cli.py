@@ -84,6 +84,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         template = twilio.whatsapp_template_sid or "none (TWILIO_WHATSAPP_TEMPLATE_SID not set)"
         fallback = ", ".join(twilio.whatsapp_fallback) or "none: answers wait for the citizen"
         print(f"  WhatsApp after 24 h: template {template}; fallback {fallback}")
+        voice = twilio.voice
+        desk = (
+            f"rings {voice.front_desk_number} within office hours, else voicemail"
+            if voice.front_desk_number
+            else "voicemail only (TWILIO_VOICE_FRONT_DESK not set)"
+        )
+        menu = "with menu" if voice.menu else "no menu"
+        answers = "SMS" if voice.reply_by_sms else "e-mail"
+        print(f"  phone line (Twilio): {desk}; {menu}; answers by {answers}")
     return 0
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -27,13 +26,12 @@ from pydantic import (
 from connectors.email.options import EmailOptions
 from connectors.twilio.options import TwilioOptions
 from connectors.webform import WebFormOptions
+from meldpunt.hours import OfficeHours
 from meldpunt.yamlsource import YamlDocument, YamlError, expand_env, load_yaml_file
 from router.rules import RuleError, RuleSet, compile_rules
 
 DEFAULT_CONFIG = Path("config/meldpunt.yaml")
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
 
 class ConfigError(Exception):
@@ -74,50 +72,6 @@ class Department(_Strict):
         if not _SLUG.match(value):
             raise ValueError("use lower-case letters, digits, '-' or '_', e.g. 'technical-service'")
         return value
-
-
-class TimeSpan(_Strict):
-    start: time
-    end: time
-
-
-def _parse_spans(value: object) -> object:
-    if not isinstance(value, list):
-        return value
-    spans: list[object] = []
-    for item in value:
-        if isinstance(item, str):
-            m = _SPAN.match(item.strip())
-            if not m:
-                raise ValueError(f"'{item}' is not a time span like '08:30-12:00'")
-            start = time(int(m.group(1)), int(m.group(2)))
-            end_h, end_m = int(m.group(3)), int(m.group(4))
-            end = time(23, 59, 59) if end_h == 24 else time(end_h, end_m)
-            if end <= start:
-                raise ValueError(f"'{item}' ends before it starts")
-            spans.append({"start": start, "end": end})
-        else:
-            spans.append(item)
-    return spans
-
-
-Spans = Annotated[list[TimeSpan], Field(default_factory=list)]
-
-
-class OfficeHours(_Strict):
-    monday: Spans
-    tuesday: Spans
-    wednesday: Spans
-    thursday: Spans
-    friday: Spans
-    saturday: Spans
-    sunday: Spans
-    closed_days: list[str] = Field(default_factory=list)
-
-    @field_validator(*WEEKDAYS, mode="before")
-    @classmethod
-    def _spans(cls, value: object) -> object:
-        return _parse_spans(value)
 
 
 class Channels(_Strict):

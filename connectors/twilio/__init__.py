@@ -1,1 +1,1 @@
-"""SMS and WhatsApp through Twilio (voice follows): webhooks in, the REST API out."""
+"""SMS, WhatsApp and the phone line through Twilio: webhooks in, the REST API out."""

@@ -1,4 +1,4 @@
-"""SMS and WhatsApp through Twilio: one account, one webhook for both, one REST client out.
+"""SMS, WhatsApp and the phone line through Twilio: one account, one REST client out.
 
 Provider notes: Twilio posts every inbound SMS and WhatsApp message to the same messaging
 webhook, form-encoded and signed with the account's auth token (``signature.py``); it wants a
@@ -6,7 +6,8 @@ TwiML answer and treats anything but 2xx as an error it shows in its console. Me
 the account's credentials at ``MediaUrlN``. Status callbacks arrive on a second URL, one per
 state change, in no guaranteed order. WhatsApp only accepts a free-form message within 24 hours
 of the citizen's last one; after that only an approved template (a Content SID) goes through,
-and Twilio refuses free-form text with error 63016.
+and Twilio refuses free-form text with error 63016. The phone line's webhooks are in
+``voice.py``; answers to a call go out by SMS through this connector.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from connectors.twilio.messaging import (
 )
 from connectors.twilio.options import TwilioOptions
 from connectors.twilio.signature import SignatureCheck
+from connectors.twilio.voice import VoiceLine
 from ingest.identity import InvalidIdentity, normalise_phone
 from ingest.model import (
     Attachment,
@@ -76,7 +78,7 @@ def _empty_twiml() -> web.Response:
 
 
 class TwilioConnector(Connector):
-    """Receives SMS and WhatsApp messages and their status callbacks; sends answers."""
+    """Receives SMS, WhatsApp messages and calls, and status callbacks; sends answers."""
 
     channel: ClassVar[Channel] = Channel.SMS
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -89,6 +91,7 @@ class TwilioConnector(Connector):
         self._signature = SignatureCheck(
             self.options.auth_token.get_secret_value(), context.public_url
         )
+        self.voice = VoiceLine(context, self.options.voice, self._signature, self._fetch)
         self._http: aiohttp.ClientSession | None = None
         self._twilio_http: AsyncTwilioHttpClient | None = None
         self._client: Client | None = None
@@ -118,7 +121,11 @@ class TwilioConnector(Connector):
         return self.sends(Channel.SMS) or self.sends(Channel.WHATSAPP)
 
     def routes(self) -> Sequence[web.RouteDef]:
-        return [web.post(MESSAGING_PATH, self.on_message), web.post(STATUS_PATH, self.on_status)]
+        return [
+            web.post(MESSAGING_PATH, self.on_message),
+            web.post(STATUS_PATH, self.on_status),
+            *self.voice.routes(),
+        ]
 
     async def start(self) -> None:
         for channel in (Channel.SMS, Channel.WHATSAPP):
@@ -168,7 +175,12 @@ class TwilioConnector(Connector):
         return _empty_twiml()
 
     async def redeliver(self, raw: RawPayload) -> None:
-        await self.deliver(raw)
+        form = read_form(raw.body)
+        if "CallSid" in form and "RecordingUrl" in form and "TranscriptionText" not in form:
+            # The kind chosen in the menu was in the URL, not the payload: it is lost here.
+            await self.voice.deliver_recording(raw, None)
+        else:
+            await self.deliver(raw)
 
     async def deliver(self, raw: RawPayload) -> None:
         """Hand one signed message payload to intake; returns once it is durable.
@@ -212,14 +224,17 @@ class TwilioConnector(Connector):
         )
 
     async def _download(self, index: int, media: Media) -> Attachment:
-        """Fetch one media file with the account's credentials, within the configured limits.
+        return await self._fetch(media, f"media-{index + 1}")
+
+    async def _fetch(self, media: Media, stem: str) -> Attachment:
+        """Fetch one media file or recording with the account's credentials, within limits.
 
         A file that is refused or cannot be fetched is recorded with the reason; the message
         still becomes a ticket (the URL stays in the journalled payload).
         """
         content_type = media.content_type.split(";")[0].strip().lower()
         extension = mimetypes.guess_extension(content_type) or ".bin"
-        filename = f"media-{index + 1}{extension}"
+        filename = f"{stem}{extension}"
 
         def removed(size: int, reason: str) -> Attachment:
             return Attachment(filename, content_type, size, None, removed_reason=reason)

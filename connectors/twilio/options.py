@@ -17,6 +17,45 @@ FallbackChannel = Literal["sms", "email"]
 _FALLBACK: list[FallbackChannel] = ["sms", "email"]
 
 
+def _e164(value: str) -> str:
+    number = value.strip().removeprefix("whatsapp:")
+    if number and not (number.startswith("+") and number[1:].isdigit()):
+        raise ValueError("write the number in E.164 form, e.g. +3250123456")
+    return number
+
+
+class VoiceOptions(BaseModel):
+    """``channels.twilio.voice``: what a caller hears and where the call goes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    greeting: str = "Welkom bij het meldpunt van de gemeente."
+    # A keypad menu that sets the ticket's kind before the call goes on.
+    menu: bool = False
+    menu_prompt: str = "Druk 1 voor een melding, 2 voor een vraag, 3 voor een klacht."
+    # E.164; empty: every call goes to voicemail, also within office hours.
+    front_desk_number: str = ""
+    ring_seconds: int = Field(default=20, ge=5, le=60)
+    voicemail_prompt: str = (
+        "We kunnen uw oproep nu niet beantwoorden. Spreek na de toon uw naam, uw vraag en "
+        "eventueel een adres in. Druk daarna op hekje of leg in."
+    )
+    max_recording_seconds: int = Field(default=120, ge=10, le=3600)
+    # Twilio's <Record transcribe> is made for English: Dutch comes out rough. Off: no text.
+    transcribe: bool = True
+    # Answers to a voice ticket go by SMS to the caller's number; off: by e-mail, when the
+    # citizen is known by an e-mail address, else the answer waits and says why.
+    reply_by_sms: bool = True
+    # Whether a missed caller gets the usual acknowledgement (by SMS): off, since someone who
+    # hung up did not ask for a message and a landline cannot receive one.
+    acknowledge_missed_calls: bool = False
+
+    @field_validator("front_desk_number")
+    @classmethod
+    def _number(cls, value: str) -> str:
+        return _e164(value)
+
+
 class TwilioOptions(BaseModel):
     """``channels.twilio``."""
 
@@ -50,6 +89,7 @@ class TwilioOptions(BaseModel):
         ]
     )
     timeout_seconds: float = Field(default=20.0, gt=0)
+    voice: VoiceOptions = Field(default_factory=VoiceOptions)
 
     @field_validator("api_base")
     @classmethod
@@ -61,10 +101,7 @@ class TwilioOptions(BaseModel):
     @field_validator("sms_number", "whatsapp_sender")
     @classmethod
     def _number(cls, value: str) -> str:
-        number = value.strip().removeprefix("whatsapp:")
-        if number and not (number.startswith("+") and number[1:].isdigit()):
-            raise ValueError("write the number in E.164 form, e.g. +3250123456")
-        return number
+        return _e164(value)
 
     @property
     def base_url(self) -> str:

@@ -510,4 +510,7 @@ async def start_smtp() -> AsyncIterator[Start]:
     yield start
     for server in servers:
         server.close()
-        await server.wait_closed()
+        # wait_closed() also waits for open client connections; the service under test may be
+        # torn down only after this fixture and still hold one, so do not wait for it forever.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 2)

@@ -1,8 +1,9 @@
 """A local stand-in for Twilio's REST API, and Twilio's way of signing webhooks.
 
 The fake answers ``POST /2010-04-01/Accounts/{sid}/Messages.json`` as Twilio does (201 with the
-message resource as JSON, or Twilio's error JSON), records every call, serves media files only
-to the account's credentials, and can be told to fail or hang a number of times.
+message resource as JSON, or Twilio's error JSON), records every call, serves media files and
+call recordings only to the account's credentials, and can be told to fail or hang a number of
+times.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class FakeTwilio:
 
     def media_url(self, name: str) -> str:
         return f"{self.base}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM1/Media/{name}"
+
+    def recording_url(self, sid: str) -> str:
+        """A ``RecordingUrl`` as Twilio posts it: without extension (``.mp3`` is added)."""
+        return f"{self.base}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
 
     def sent(self) -> list[dict[str, str]]:
         """The messages Twilio accepted, in order."""
@@ -143,6 +148,7 @@ def fake_app(state: FakeTwilio) -> web.Application:
     app = web.Application()
     app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", create)
     app.router.add_get("/2010-04-01/Accounts/{sid}/Messages/{mm}/Media/{name}", media)
+    app.router.add_get("/2010-04-01/Accounts/{sid}/Recordings/{name}", media)
     return app
 
 

@@ -40,3 +40,19 @@ def test_numbers_are_read_with_or_without_the_whatsapp_prefix() -> None:
 def test_mistakes_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         TwilioOptions.model_validate(fields)
+
+
+def test_the_phone_line_has_dutch_defaults_and_checks_the_front_desk_number() -> None:
+    voice = TwilioOptions().voice
+    assert (voice.menu, voice.front_desk_number, voice.reply_by_sms) == (False, "", True)
+    assert voice.acknowledge_missed_calls is False
+    assert (
+        TwilioOptions.model_validate(
+            {"voice": {"front_desk_number": " +3250999888 "}}
+        ).voice.front_desk_number
+        == "+3250999888"
+    )
+    with pytest.raises(ValidationError, match=r"E\.164"):
+        TwilioOptions.model_validate({"voice": {"front_desk_number": "050 99 98 88"}})
+    with pytest.raises(ValidationError, match="greater than or equal to 5"):
+        TwilioOptions.model_validate({"voice": {"ring_seconds": 1}})
