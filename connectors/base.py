@@ -19,6 +19,7 @@ from aiohttp import web
 from ingest.files import AttachmentStore
 from ingest.model import (
     Channel,
+    ContactRef,
     DeliveryReport,
     InboundMessage,
     IntakeResult,
@@ -54,6 +55,22 @@ class IntakePort(Protocol):
         ``note`` says what the text is and ``event`` names the ticket event left; the payload
         is journalled either way. False when no inbound message on ``channel`` has
         ``external_id``.
+        """
+        ...
+
+    async def record_contact_event(
+        self,
+        channel: Channel,
+        external_id: str,
+        sender: ContactRef,
+        type: str,
+        data: dict[str, Any],
+        raw: RawPayload,
+    ) -> bool:
+        """Record something that happened with a citizen outside any ticket (a call answered).
+
+        The contact is found by ``sender`` as for a message; ``external_id`` is unique per
+        channel, so a redelivery is journalled but not recorded again. False for a redelivery.
         """
         ...
 

@@ -18,13 +18,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
-from inbox import quarantine, tickets
+from inbox import contact_events, quarantine, tickets
 from inbox.auth import STAFF, bearer_auth
 from inbox.errors import ApiError, BadRequestError, UnprocessableError
 from inbox.openapi import DEFAULT_LIMIT, MAX_LIMIT, PUBLIC_OPERATIONS, build_document
 from inbox.schemas import (
     MAX_REPLY_ATTACHMENTS,
     CalledBackRequest,
+    ContactEventTicketRequest,
     Department,
     DepartmentList,
     ErrorDetail,
@@ -63,6 +64,8 @@ class ApiContext:
         retry_quarantined: processes a quarantined message again (see ``inbox.quarantine``);
             without it the API lists the quarantine but cannot retry from it.
         max_attachment_bytes: the most bytes one file attached to a reply may have.
+        submit: intake's ``submit``, through which a contact event becomes a ticket; without
+            it the API lists contact events but cannot make tickets of them.
     """
 
     db: Database
@@ -70,6 +73,7 @@ class ApiContext:
     files: AttachmentStore
     retry_quarantined: quarantine.RetryHook | None = None
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
+    submit: contact_events.Submit | None = None
 
     def __post_init__(self) -> None:
         # A read-only copy: the context is shared by every request.
@@ -385,14 +389,14 @@ async def list_quarantine(request: web.Request) -> web.Response:
     return _json(page)
 
 
-def _journal_id(request: web.Request) -> int:
+def _row_id(request: web.Request) -> int:
     # The route admits digits only.
     return int(request.match_info["id"])
 
 
 async def download_quarantined(request: web.Request) -> web.Response:
     async with _context(request).db.session() as session:
-        download = await quarantine.raw_payload(session, request[STAFF], _journal_id(request))
+        download = await quarantine.raw_payload(session, request[STAFF], _row_id(request))
     return web.Response(
         body=download.body,
         headers={
@@ -408,11 +412,39 @@ async def download_quarantined(request: web.Request) -> web.Response:
 
 async def retry_quarantined(request: web.Request) -> web.Response:
     ctx = _context(request)
-    journal_id = _journal_id(request)
+    journal_id = _row_id(request)
     async with ctx.db.session() as session:
         await quarantine.check_retryable(session, request[STAFF], journal_id)
     # Outside the session: the retry commits through intake, in transactions of its own.
     return _json(await quarantine.retry(ctx.retry_quarantined, journal_id))
+
+
+async def list_contact_events(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    _only_known(request, ("limit",))
+    limit = _limit(request)
+    async with ctx.db.session() as session:
+        events = await contact_events.list_contact_events(
+            session, request[STAFF], _row_id(request), limit
+        )
+    return _json(events)
+
+
+async def make_ticket_of_contact_event(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    staff, event_id = request[STAFF], _row_id(request)
+    body = await _body(request, ContactEventTicketRequest)
+    async with ctx.db.session() as session:
+        message = await contact_events.ticket_message(
+            session, staff, ctx.departments, event_id, body
+        )
+    # Outside a session: intake commits the ticket in a transaction of its own.
+    reference = await contact_events.submit_ticket(ctx.submit, message)
+    async with ctx.db.session() as session:
+        event = await contact_events.link_ticket(
+            session, staff, event_id, reference, body.department
+        )
+    return _json(event, 201)
 
 
 # Route names are the OpenAPI operation ids; a test keeps this table and the document in step.
@@ -431,6 +463,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/quarantine", list_quarantine),
     ("GET", r"/quarantine/{id:\d+}/raw", download_quarantined),
     ("POST", r"/quarantine/{id:\d+}/retry", retry_quarantined),
+    ("GET", r"/contacts/{id:\d+}/events", list_contact_events),
+    ("POST", r"/contact-events/{id:\d+}/ticket", make_ticket_of_contact_event),
 )
 
 

@@ -16,6 +16,9 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from inbox.schemas import (
     MAX_REPLY_ATTACHMENTS,
     CalledBackRequest,
+    ContactEventList,
+    ContactEventOut,
+    ContactEventTicketRequest,
     DepartmentList,
     ErrorResponse,
     EventOut,
@@ -110,6 +113,20 @@ CURSOR = Param(
 JOURNAL_ID = Param(
     "id",
     "The entry's id, from GET /quarantine.",
+    {"type": "integer", "minimum": 1},
+    location="path",
+    required=True,
+)
+CONTACT_ID = Param(
+    "id",
+    "The contact's id (a ticket's contact.id).",
+    {"type": "integer", "minimum": 1},
+    location="path",
+    required=True,
+)
+CONTACT_EVENT_ID = Param(
+    "id",
+    "The event's id, from GET /contacts/{id}/events.",
     {"type": "integer", "minimum": 1},
     location="path",
     required=True,
@@ -335,6 +352,41 @@ OPERATIONS: tuple[Operation, ...] = (
             409: "The entry cannot be retried here; the message says why.",
         },
     ),
+    Operation(
+        "GET",
+        "/contacts/{id}/events",
+        "list_contact_events",
+        "contacts",
+        "What happened with a citizen outside any ticket, newest first",
+        ContactEventList,
+        description="Admins and operators only. Today: the calls the front desk answered "
+        "(call_answered), with the ticket made of each, if any.",
+        params=(CONTACT_ID, LIMIT),
+        errors=(400, 403, 404),
+        error_descriptions={404: "No contact with this id."},
+    ),
+    Operation(
+        "POST",
+        "/contact-events/{id}/ticket",
+        "make_ticket_of_contact_event",
+        "contacts",
+        "Turn a contact event into a ticket",
+        ContactEventOut,
+        status=201,
+        description="Admins and operators only: the front desk registers what a caller wanted. "
+        "The ticket is made as for an inbound message (its reference, the routing rules unless "
+        "a department is given, answers by SMS to the caller's number) but no acknowledgement "
+        "is sent: the citizen was on the phone. A department given is recorded as a "
+        "'transferred' event after the 'routed' one. The answer is the event with "
+        "ticket_reference set.",
+        params=(CONTACT_EVENT_ID,),
+        body=ContactEventTicketRequest,
+        errors=(400, 403, 404, 409, 422, 503),
+        error_descriptions={
+            404: "No contact event with this id.",
+            409: "The event is already a ticket.",
+        },
+    ),
 )
 
 PUBLIC_OPERATIONS = frozenset(op.operation_id for op in OPERATIONS if op.public)
@@ -447,6 +499,10 @@ def build_document(server_url: str = "/api/v1") -> dict[str, Any]:
             {
                 "name": "quarantine",
                 "description": "Input that could not become a ticket: read it, retry it.",
+            },
+            {
+                "name": "contacts",
+                "description": "What happened with a citizen outside tickets: calls answered.",
             },
         ],
         "paths": paths,

@@ -179,6 +179,25 @@ class StatusRequest(_Request):
     reason: Reason | None = None
 
 
+class ContactEventTicketRequest(_Request):
+    """Turn a contact event (a call answered at the front desk) into a ticket."""
+
+    kind: Kind = Field(description="What the caller wanted.")
+    department: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Id from GET /departments; when left out, the routing rules choose.",
+    )
+    subject: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+        | None
+    ) = None
+    text: Text | None = Field(
+        default=None, description="What the caller asked, as the ticket's first message."
+    )
+
+
 # Responses
 
 
@@ -379,3 +398,24 @@ class RetryResult(_Response):
         "intake, whose outcome has a journal entry of its own."
     )
     ticket_reference: str | None
+
+
+class ContactEventOut(_Response):
+    """Something that happened with a citizen outside a ticket."""
+
+    id: int
+    contact_id: int
+    channel: Channel
+    type: str = Field(description="call_answered: a call the front desk answered.")
+    data: dict[str, Any] = Field(
+        description="For call_answered: caller, duration_seconds, call_sid, answered_by (the "
+        "front desk number) and answered_call_sid."
+    )
+    created_at: Timestamp
+    ticket_reference: str | None = Field(
+        description="The ticket staff made of the event; null while there is none."
+    )
+
+
+class ContactEventList(_Response):
+    items: list[ContactEventOut] = Field(description="Newest first.")

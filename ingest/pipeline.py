@@ -11,10 +11,10 @@ and one that still fails is journalled as quarantined with its error — never d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import nh3
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from ingest.identity import normalise_contact
 from ingest.model import (
     REPLY_IDENTITY,
     Channel,
+    ContactRef,
     DeliveryReport,
     DeliveryStatus,
     IdentityKind,
@@ -43,6 +44,7 @@ from store.batch import insert_many, insert_rows
 from store.models import (
     AttachmentRow,
     Contact,
+    ContactEvent,
     ContactIdentity,
     JournalEntry,
     Message,
@@ -58,6 +60,9 @@ from store.outbox import FAILED, PENDING, WAITING, OutboundDraft, queue_outbound
 
 log = structlog.get_logger("meldpunt.ingest")
 
+# A contact as a batch knows it: an id, or a contact the batch is about to create.
+_C = TypeVar("_C")
+
 CONTACTS = table_of(Contact)
 IDENTITIES = table_of(ContactIdentity)
 TICKETS = table_of(Ticket)
@@ -67,6 +72,7 @@ EVENTS = table_of(TicketEvent)
 JOURNAL = table_of(JournalEntry)
 COUNTERS = table_of(CounterRow)
 OUTBOX = table_of(OutboxRow)
+CONTACT_EVENTS = table_of(ContactEvent)
 
 _FALLBACK_REPLY = ((IdentityKind.EMAIL, Channel.EMAIL), (IdentityKind.PHONE, Channel.SMS))
 # Delivery only moves forward: sent < delivered < read.
@@ -341,6 +347,54 @@ class Intake:
         await self._set_aside(channel, external_id, raw, "ignored", reason)
         INTAKE_MESSAGES.labels(channel.value, "ignored").inc()
         log.info("input ignored", channel=channel.value, external_id=external_id, reason=reason)
+
+    async def record_contact_event(
+        self,
+        channel: Channel,
+        external_id: str,
+        sender: ContactRef,
+        type: str,
+        data: dict[str, Any],
+        raw: RawPayload,
+    ) -> bool:
+        """Record something that happened with a citizen outside any ticket (a call answered).
+
+        The contact is found, or created, by the sender's identities as for a message; a
+        redelivered event (same channel and ``external_id``) is journalled but not recorded again.
+
+        Returns:
+            Whether the event is new.
+
+        Raises:
+            InvalidIdentity: the sender's address cannot identify anyone.
+            IntakeUnavailable: nothing was stored; the provider should retry.
+        """
+        sender = normalise_contact(sender)
+        now = self._clock()
+        event = {
+            "channel": channel.value,
+            "type": type,
+            "external_id": external_id[:255],
+            "data": data,
+            "created_at": now,
+            "ticket_id": None,
+        }
+        # Two deliveries of one callback at once: the loser's insert breaks the unique key, and
+        # on the second try it sees the winner's event and journals a duplicate.
+        for attempt in range(2):
+            try:
+                async with self._engine.begin() as conn:
+                    new = await _record_event(conn, sender, event, raw)
+            except IntegrityError as exc:
+                if attempt == 1:
+                    raise IntakeUnavailable(str(exc)) from exc
+            except Exception as exc:
+                raise IntakeUnavailable(str(exc)) from exc
+            else:
+                break
+        INTAKE_MESSAGES.labels(channel.value, "contact_event" if new else "duplicate").inc()
+        log.info("contact event", channel=channel.value, type=type, new=new)
+        return new
 
     async def _set_aside(
         self, channel: Channel, external_id: str, raw: RawPayload, state: str, why: str
@@ -634,6 +688,84 @@ async def _lookup(conn: AsyncConnection, msgs: Sequence[InboundMessage]) -> _Loo
     return found
 
 
+async def _record_event(
+    conn: AsyncConnection, sender: ContactRef, event: dict[str, Any], raw: RawPayload
+) -> bool:
+    """Insert ``event`` on the sender's contact unless it is there; journal ``raw`` either way."""
+    seen = (
+        await conn.execute(
+            sa.select(CONTACT_EVENTS.c.id).where(
+                CONTACT_EVENTS.c.channel == event["channel"],
+                CONTACT_EVENTS.c.external_id == event["external_id"],
+            )
+        )
+    ).first()
+    if seen is None:
+        contact_id = await _contact_for(conn, sender, event["created_at"])
+        await conn.execute(sa.insert(CONTACT_EVENTS), [{**event, "contact_id": contact_id}])
+    await conn.execute(
+        sa.insert(JOURNAL),
+        [
+            {
+                "channel": event["channel"],
+                "external_id": event["external_id"],
+                "received_at": event["created_at"],
+                "content_type": raw.content_type[:127],
+                "payload": raw.body,
+                # Not a message: there is no normalised form to process again.
+                "envelope": {},
+                "state": "processed" if seen is None else "duplicate",
+                "error": None,
+                "message_id": None,
+            }
+        ],
+    )
+    return seen is None
+
+
+def _identity_keys(sender: ContactRef) -> list[tuple[str, str]]:
+    return [(i.kind.value, i.value) for i in sender.identities]
+
+
+def _known_contact(
+    ids: Sequence[tuple[str, str]], known: Mapping[tuple[str, str], _C]
+) -> _C | None:
+    """The contact of the first identity we know: it decides; unknown identities join it."""
+    return next((known[i] for i in ids if i in known), None)
+
+
+async def _contact_for(conn: AsyncConnection, sender: ContactRef, now: datetime) -> int:
+    """The id of the contact ``sender`` (normalised) is, created with its identities if new."""
+    ids = _identity_keys(sender)
+    rows = await conn.execute(
+        sa.select(IDENTITIES.c.kind, IDENTITIES.c.value, IDENTITIES.c.contact_id).where(
+            IDENTITIES.c.value.in_({value for _, value in ids})
+        )
+    )
+    known: dict[tuple[str, str], int] = {(kind, value): cid for kind, value, cid in rows}
+    contact_id = _known_contact(ids, known)
+    if contact_id is None:
+        [contact_id] = await insert_rows(
+            conn,
+            CONTACTS,
+            [
+                {
+                    "display_name": sender.display_name or None,
+                    "language": sender.language,
+                    "created_at": now,
+                }
+            ],
+        )
+    missing = [(kind, value) for kind, value in ids if (kind, value) not in known]
+    if missing:
+        await insert_many(
+            conn,
+            IDENTITIES,
+            [{"kind": kind, "value": value, "contact_id": contact_id} for kind, value in missing],
+        )
+    return contact_id
+
+
 async def _allocate_references(conn: AsyncConnection, prefix: str, count: int) -> list[str]:
     if count == 0:
         return []
@@ -702,9 +834,8 @@ async def _persist(
             continue
         seen[key] = plan
 
-        # Contact: the first identity we know decides; unknown identities are added to it.
-        ids = [(i.kind.value, i.value) for i in msg.sender.identities]
-        contact = next((known[i] for i in ids if i in known), None)
+        ids = _identity_keys(msg.sender)
+        contact = _known_contact(ids, known)
         if contact is None:
             contact = ("new", len(new_contacts))
             new_contacts.append(msg)
@@ -997,9 +1128,9 @@ async def _acknowledgements(
         reply_channel, reply_address = routes[id(nt)]
         skipped = None
         if msg.automatic:
-            # On the phone line only a missed call is marked automatic (nobody wrote anything).
+            # On the phone line nobody wrote anything: a missed call, or one the front desk took.
             skipped = (
-                "a missed call: the caller asked for no message"
+                "a phone call: the caller asked for no message"
                 if msg.channel is Channel.VOICE
                 else "the message was sent automatically (an auto-reply or list mail)"
             )

@@ -323,6 +323,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
                 retry_quarantined=quarantine_retry(db, intake, connectors),
                 # Replies with files go out by e-mail: the mail channel's per-file limit holds.
                 max_attachment_bytes=settings.channels.email.max_attachment_bytes,
+                submit=intake.submit,
             )
         ),
     )

@@ -149,6 +149,26 @@ class TicketEvent(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
+class ContactEvent(SQLModel, table=True):
+    """Something that happened with a citizen outside any ticket, such as a call answered.
+
+    ``external_id`` is unique per channel, so a redelivered callback records it once;
+    ``ticket_id`` is set once staff turned the event into a ticket.
+    """
+
+    __tablename__ = "contact_events"
+    __table_args__ = (sa.UniqueConstraint("channel", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel: str = Field(max_length=16)
+    type: str = Field(max_length=32)
+    external_id: str = Field(max_length=255)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id")
+
+
 class JournalEntry(SQLModel, table=True):
     """Every raw delivery as received, written before the provider gets its answer.
 

@@ -209,17 +209,42 @@ class VoiceLine:
         try:
             if dial_status == "completed":
                 await self._remember(call_sid, "answered")
-                await self.context.intake.ignore(
-                    Channel.VOICE,
-                    f"answered:{call_sid}",
-                    RawPayload(FORM, body),
-                    "call answered at the front desk",
-                )
+                await self._answered(call_sid, form, RawPayload(FORM, body))
                 return _twiml(self.flow.goodbye())
         except IntakeUnavailable:
             raise web.HTTPServiceUnavailable(text="intake unavailable, try again") from None
         log.info("front desk did not answer", call_sid=call_sid, dial_status=dial_status)
         return _twiml(self.flow.voicemail(kind))
+
+    async def _answered(self, call_sid: str, form: Mapping[str, str], raw: RawPayload) -> None:
+        # Staff spoke to the caller, so no ticket: the call is kept on the contact, and the
+        # front desk may turn it into a ticket when the caller asked for something.
+        external_id = f"answered:{call_sid}"
+        try:
+            number = normalise_phone(form.get("From", ""))
+        except InvalidIdentity:
+            await self.context.intake.ignore(
+                Channel.VOICE,
+                external_id,
+                raw,
+                "call from a hidden number answered at the front desk",
+            )
+            return
+        duration = form.get("DialCallDuration", "")
+        await self.context.intake.record_contact_event(
+            Channel.VOICE,
+            external_id,
+            ContactRef((Identity(IdentityKind.PHONE, number),)),
+            "call_answered",
+            {
+                "caller": number,
+                "duration_seconds": int(duration) if duration.isdigit() else None,
+                "call_sid": call_sid,
+                "answered_by": self.options.front_desk_number or None,
+                "answered_call_sid": form.get("DialCallSid") or None,
+            },
+            raw,
+        )
 
     # --- what a call leaves behind ------------------------------------------------------------
 

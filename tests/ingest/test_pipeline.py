@@ -9,11 +9,21 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from ingest.model import Channel, IntakeUnavailable, Kind, ThreadHints
+from ingest.model import (
+    Channel,
+    ContactRef,
+    Identity,
+    IdentityKind,
+    IntakeUnavailable,
+    Kind,
+    RawPayload,
+    ThreadHints,
+)
 from ingest.pipeline import Intake, IntakePolicy
 from router.rules import RuleSet
 from store.db import Database
 from store.models import (
+    ContactEvent,
     ContactIdentity,
     JournalEntry,
     Message,
@@ -270,3 +280,22 @@ async def test_submit_refuses_when_intake_is_stopped(database: Database) -> None
     service = Intake(database.engine, lambda: rules, IntakePolicy(reference_prefix="1750"))
     with pytest.raises(IntakeUnavailable):
         await service.submit(inbound(kind=Kind.QUESTION))
+
+
+async def test_a_contact_event_lands_on_the_contact_a_message_made(
+    intake: Intake, database: Database
+) -> None:
+    await intake.submit(inbound(channel=Channel.SMS, email=None, phone="+32470123456"))
+    caller = ContactRef((Identity(IdentityKind.PHONE, "0470/12.34.56"),))
+    raw = RawPayload("application/x-www-form-urlencoded", b"CallSid=CA1")
+    assert await intake.record_contact_event(
+        Channel.VOICE, "answered:CA1", caller, "call_answered", {"caller": "+32470123456"}, raw
+    )
+    [identity] = await rows(database, ContactIdentity)
+    [event] = await rows(database, ContactEvent)
+    assert event["contact_id"] == identity["contact_id"]
+    assert (event["type"], event["data"], event["ticket_id"]) == (
+        "call_answered",
+        {"caller": "+32470123456"},
+        None,
+    )

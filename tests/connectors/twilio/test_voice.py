@@ -22,6 +22,8 @@ from ingest.model import Channel
 from meldpunt.app import RUNTIME, create_app
 from store.models import (
     AttachmentRow,
+    ContactEvent,
+    ContactIdentity,
     JournalEntry,
     Message,
     OutboxRow,
@@ -261,7 +263,7 @@ async def test_a_missed_call_becomes_one_call_back_ticket(line: Town, status: st
     assert await line.rows(OutboxRow) == []
     [skipped] = await line.rows(TicketEvent, EVENTS.c.type == "acknowledgement_skipped")
     assert skipped["ticket_id"] == ticket["id"]
-    assert skipped["data"]["reason"] == "a missed call: the caller asked for no message"
+    assert skipped["data"]["reason"] == "a phone call: the caller asked for no message"
 
 
 async def test_an_unanswered_front_desk_leads_to_voicemail_or_a_call_back_ticket(
@@ -278,16 +280,73 @@ async def test_an_unanswered_front_desk_leads_to_voicemail_or_a_call_back_ticket
     assert message["text"] == f"Gemiste oproep van {CITIZEN}: terugbellen."
 
 
-async def test_a_call_answered_at_the_front_desk_makes_no_ticket(start_line: StartLine) -> None:
+async def test_a_call_answered_at_the_front_desk_is_an_event_on_the_contact(
+    start_line: StartLine,
+) -> None:
     town = await start_line(at=OPEN)
     response = await town.post(DIAL, fixture("voice_dial_completed"))
     assert response.status == 200
     assert [e.tag for e in twiml(await response.text())] == ["Hangup"]
+    # Twilio redelivers a callback it got no timely answer to: still one event.
+    assert (await town.post(DIAL, fixture("voice_dial_completed"))).status == 200
     assert (await town.post(CALL_STATUS, fixture("voice_status_completed"))).status == 204
     assert await town.rows(Ticket) == []
+    [event] = await town.rows(ContactEvent)
+    [identity] = await town.rows(ContactIdentity)
+    assert (event["channel"], event["type"], event["external_id"]) == (
+        "voice",
+        "call_answered",
+        f"answered:{CALL_SID}",
+    )
+    assert event["contact_id"] == identity["contact_id"]
+    assert (identity["kind"], identity["value"]) == ("phone", CITIZEN)
+    assert event["data"] == {
+        "caller": CITIZEN,
+        "duration_seconds": 184,
+        "call_sid": CALL_SID,
+        "answered_by": FRONT_DESK,
+        "answered_call_sid": "CAd1a2b3c4d5e6f70809a0b0c0d0e0f001",
+    }
+    assert event["ticket_id"] is None
+    entries = await town.rows(JournalEntry)
+    assert [(e["external_id"], e["state"]) for e in entries] == [
+        (f"answered:{CALL_SID}", "processed"),
+        (f"answered:{CALL_SID}", "duplicate"),
+    ]
+
+
+async def test_the_front_desk_turns_an_answered_call_into_a_ticket_answered_by_sms(
+    start_line: StartLine,
+) -> None:
+    town = await start_line(at=OPEN)
+    await town.post(DIAL, fixture("voice_dial_completed"))
+    [event] = await town.rows(ContactEvent)
+    response = await town.client.post(
+        f"/api/v1/contact-events/{event['id']}/ticket",
+        json={"kind": "question", "text": "Wanneer is het containerpark open?"},
+        headers={"Authorization": f"Bearer {await town.staff_token()}"},
+    )
+    assert response.status == 201, await response.text()
+    reference = (await response.json())["ticket_reference"]
+    [ticket] = await town.rows(Ticket)
+    assert (ticket["reference"], ticket["kind"]) == (reference, "question")
+    assert (ticket["reply_channel"], ticket["reply_address"]) == ("sms", CITIZEN)
+    # The caller was on the phone with the front desk: no SMS acknowledgement.
+    assert await town.rows(OutboxRow) == []
+    await town.reply(reference, "Het containerpark is open tot 17 uur.")
+    [answer] = await town.wait_for_sent(1)
+    assert (answer["To"], answer["Body"]) == (CITIZEN, "Het containerpark is open tot 17 uur.")
+
+
+async def test_an_answered_call_from_a_hidden_number_is_only_journalled(
+    start_line: StartLine,
+) -> None:
+    town = await start_line(at=OPEN)
+    form = fixture("voice_dial_completed", From="anonymous", Caller="anonymous")
+    assert (await town.post(DIAL, form)).status == 200
+    assert await town.rows(ContactEvent) == []
     [entry] = await town.rows(JournalEntry)
     assert (entry["external_id"], entry["state"]) == (f"answered:{CALL_SID}", "ignored")
-    assert entry["error"] == "call answered at the front desk"
 
 
 async def test_an_answer_to_a_voice_ticket_goes_by_sms_to_the_caller(line: Town) -> None:
