@@ -181,6 +181,10 @@ class Connector(abc.ABC):
         """Whether the dispatcher may hand this connector messages now (credentials present)."""
         return self.capabilities.can_send
 
+    def reply_window(self, channel: Channel) -> timedelta | None:
+        """How long after the citizen's last message a free-form answer may go out, if limited."""
+        return self.capabilities.reply_window
+
     def sends(self, channel: Channel) -> bool:
         """Whether the dispatcher may hand this connector messages for ``channel`` now."""
         return self.can_send

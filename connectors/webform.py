@@ -26,7 +26,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Capabilities, Connector, ConnectorContext
-from ingest.files import safe_filename, size_in_words
+from ingest.files import PHOTO_AND_PDF_TYPES, safe_filename, size_in_words
 from ingest.identity import InvalidIdentity, normalise_email, normalise_phone
 from ingest.model import (
     Attachment,
@@ -71,16 +71,7 @@ class WebFormOptions(BaseModel):
     enabled: bool = True
     max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     max_attachments: int = Field(default=5, ge=0, le=20)
-    allowed_types: list[str] = Field(
-        default_factory=lambda: [
-            "image/jpeg",
-            "image/png",
-            "image/gif",
-            "image/webp",
-            "image/heic",
-            "application/pdf",
-        ]
-    )
+    allowed_types: list[str] = Field(default_factory=lambda: list(PHOTO_AND_PDF_TYPES))
     rate_limit_per_minute: int = Field(default=10, ge=1)
     trusted_proxies: list[str] = Field(default_factory=list)
 

@@ -14,7 +14,7 @@ moves to a fallback channel the citizen can be reached on, or waits for the citi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, cast
@@ -130,9 +130,13 @@ class Dispatcher:
         senders: Mapping[Channel, Sender],
         policy: DispatchPolicy,
         clock: Callable[[], datetime] | None = None,
+        windowed: Collection[Channel] = (),
     ) -> None:
         self._engine = engine
         self._senders = dict(senders)
+        # Channels with a reply window (WhatsApp): only their sends need the citizen's last
+        # message time and a look for answers already waiting on that citizen.
+        self._windowed = frozenset(windowed)
         self._policy = policy
         self._clock = clock or (lambda: datetime.now(UTC))
 
@@ -253,9 +257,11 @@ class Dispatcher:
         try:
             in_reply_to, references = await self._thread_of(int(r["ticket_id"]), channel)
             attachments = await self._attachments_of(int(r["message_id"]))
-            last_inbound_at = await self._last_inbound_at(int(r["ticket_id"]), channel)
-            if await self._park_behind_waiting(r, channel):
-                return
+            last_inbound_at = None
+            if channel in self._windowed:
+                last_inbound_at = await self._last_inbound_at(int(r["ticket_id"]), channel)
+                if await self._park_behind_waiting(r, channel):
+                    return
         except Exception as exc:
             await self._failed(r, exc)
             return

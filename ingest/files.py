@@ -66,6 +66,17 @@ _UNSAFE_IN_NAME = {
 }
 
 
+# What citizens may send as files by default: photos, including iPhone's HEIC, and PDF.
+PHOTO_AND_PDF_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/heic",
+    "application/pdf",
+)
+
+
 def safe_filename(name: str, *, limit: int = 200) -> str:
     """A citizen's file name fit to show and store: no folder part, no control or reserved
     characters, at most ``limit`` characters with the extension kept. Empty when nothing is left.

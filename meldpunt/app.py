@@ -296,6 +296,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             backoff_max_seconds=settings.dispatch.backoff_max_seconds,
             send_timeout_seconds=settings.dispatch.send_timeout_seconds,
         ),
+        windowed={ch for ch, c in connectors.items() if c.reply_window(ch) is not None},
     )
     runtime = Runtime(config, db, rules, intake, connectors, dispatcher, files)
 

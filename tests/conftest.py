@@ -57,7 +57,8 @@ def find_postgres_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -108,7 +109,7 @@ class PostgresCluster:
         # The port is free when asked and taken a moment later by the server; another process
         # may win that race, so a start that fails is retried on a new port.
         for _attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {self.port} -k {shlex.quote(str(self.root))} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -46,12 +45,6 @@ def sample_config(
     monkeypatch.setenv("MELDPUNT_DATABASE_URL", database_url)
     monkeypatch.setenv("MELDPUNT_SECRET_KEY", "test-secret-key-0123456789")
     return load_config(main)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start_server(

@@ -10,7 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.service import free_port, sample_config, start_server
+from tests.conftest import free_port
+from tests.service import sample_config, start_server
 
 
 def report(n: int) -> dict[str, str]:

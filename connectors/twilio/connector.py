@@ -113,6 +113,9 @@ class TwilioConnector(Connector):
             return self.options.whatsapp_sender
         return self.options.sms_number if channel is Channel.SMS else ""
 
+    def reply_window(self, channel: Channel) -> timedelta | None:
+        return WHATSAPP_WINDOW if channel is Channel.WHATSAPP else None
+
     def sends(self, channel: Channel) -> bool:
         return self.disabled_reason is None and bool(self._sender(channel))
 

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ingest.files import PHOTO_AND_PDF_TYPES
+
 TWILIO_API = "https://api.twilio.com"
 
 # Where a WhatsApp answer may go instead when the 24-hour window is closed.
@@ -76,12 +78,8 @@ class TwilioOptions(BaseModel):
     max_media_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     allowed_media_types: list[str] = Field(
         default_factory=lambda: [
-            "image/jpeg",
-            "image/png",
-            "image/gif",
-            "image/webp",
-            "image/heic",
-            "application/pdf",
+            *PHOTO_AND_PDF_TYPES,
+            # Voice notes and short videos, as WhatsApp sends them.
             "audio/ogg",
             "audio/mpeg",
             "audio/amr",

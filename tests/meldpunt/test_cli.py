@@ -20,7 +20,7 @@ import yaml
 from store.db import Database
 from store.migrate import head_revision
 from store.users import user_for_token
-from tests.service import free_port
+from tests.conftest import free_port
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config"
 SECRET = "cli-test-secret-key-0123456789"

@@ -33,8 +33,8 @@ from imapclient import IMAPClient
 from pydantic import SecretStr
 
 from connectors.email.options import MailboxOptions
+from tests.conftest import IN_CI, free_port
 
-IN_CI = os.environ.get("CI") == "true"
 MISSING_DOVECOT = (
     "Dovecot with its IMAP service not found: install it "
     "(Debian: apt-get install dovecot-imapd; ./scripts/test does it for you)"
@@ -54,13 +54,6 @@ def find_dovecot() -> str | None:
     if binary is None or not any(Path(d, "imap").is_file() for d in _LIBEXEC_DIRS):
         return None
     return binary
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +191,8 @@ service imap-login {{
         restarting = self.port != 0
         for _attempt in range(3):
             if not restarting:
-                self.port = _free_port()
-                self.tls_port = _free_port() if self._tls else 0
+                self.port = free_port()
+                self.tls_port = free_port() if self._tls else 0
             config = self.root / "dovecot.conf"
             config.write_text(self._config())
             with (self.root / "dovecot.out").open("ab") as out:

@@ -36,8 +36,9 @@ from store.models import (
     table_of,
 )
 from store.outbox import OutboundDraft, queue_outbound
+from tests.conftest import free_port
 from tests.connectors.email.conftest import Account, DovecotServer, Recorder, Start
-from tests.service import RunningService, free_port, sample_config, start_server, until
+from tests.service import RunningService, sample_config, start_server, until
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -38,9 +36,9 @@ from connectors.email.send import (
     sender_for,
 )
 from ingest.model import Channel, OutboundMessage
+from tests.conftest import IN_CI, free_port
 from tests.connectors.email.conftest import Recorder, Start
 
-IN_CI = os.environ.get("CI") == "true"
 SECRET = b"test-secret-key"
 NOW = datetime(2026, 11, 16, 10, 12, tzinfo=UTC)
 TOWN = "Gemeente Wingene"
@@ -209,13 +207,6 @@ def certificate(tmp_path: Path) -> Certificate:
         capture_output=True,
     )
     return Certificate(cert, key)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- compose -------------------------------------------------------------------------------
