@@ -114,6 +114,8 @@ class WindowClosed(SendError):
     approved template. The connector says what it did instead (``template_sent_at``, with the
     template's provider id), and the dispatcher then moves the answer to one of ``fallback``
     (channels in order of preference) or parks it until the citizen writes again.
+    ``waiting_for`` completes "waiting for the citizen ..." in what staff see about a parked
+    answer (e.g. "to open the chat again"); without it the WhatsApp template is named.
     """
 
     def __init__(
@@ -123,11 +125,13 @@ class WindowClosed(SendError):
         template_sent_at: datetime | None = None,
         template_provider_id: str | None = None,
         fallback: tuple[Channel, ...] = (),
+        waiting_for: str | None = None,
     ) -> None:
         super().__init__(message, permanent=False)
         self.template_sent_at = template_sent_at
         self.template_provider_id = template_provider_id
         self.fallback = fallback
+        self.waiting_for = waiting_for
 
 
 @dataclass(frozen=True, slots=True)

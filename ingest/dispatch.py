@@ -72,6 +72,7 @@ class _WindowClosed(Protocol):
     template_sent_at: datetime | None
     template_provider_id: str | None
     fallback: tuple[Channel, ...]
+    waiting_for: str | None
 
 
 def _window_closed(exc: Exception) -> _WindowClosed | None:
@@ -401,10 +402,10 @@ class Dispatcher:
         """
         now = self._clock()
         sent_at = closed.template_sent_at
-        template = (
-            f"the WhatsApp template sent at {sent_at.isoformat(timespec='minutes')}"
+        template = closed.waiting_for or (
+            f"to answer the WhatsApp template sent at {sent_at.isoformat(timespec='minutes')}"
             if sent_at
-            else "a new message (no WhatsApp template is configured)"
+            else "to send a new message (no WhatsApp template is configured)"
         )
         name = channel_name(channel)
         async with self._engine.begin() as conn:
@@ -437,7 +438,7 @@ class Dispatcher:
             else:
                 values = {
                     "state": WAITING,
-                    "reason": f"waiting for the citizen to answer {template}",
+                    "reason": f"waiting for the citizen {template}",
                 }
                 event = {"action": "waiting"}
             await conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == r["id"]).values(**values))
