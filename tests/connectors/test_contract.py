@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from connectors import REGISTRY
-from connectors.base import Connector, SendError, WindowClosed
+from connectors.base import Connector, ConnectorContext, SendError, WindowClosed
 from ingest.model import REPLY_IDENTITY, Channel, IdentityKind, OutboundMessage
 from meldpunt.app import RUNTIME, create_app, unique
 from meldpunt.config import Channels, LoadedConfig
@@ -85,7 +85,8 @@ async def town(aiohttp_client: ClientFactory, configured: LoadedConfig) -> TestC
 
 
 def connectors_of(client: TestClient) -> dict[Channel, Connector]:  # type: ignore[type-arg]
-    return client.app[RUNTIME].connectors
+    app: web.Application = client.app
+    return app[RUNTIME].connectors
 
 
 def test_each_connector_is_registered_under_its_own_channel_and_options() -> None:
@@ -125,7 +126,7 @@ async def test_without_credentials_a_channel_is_off_and_says_which_setting_is_mi
         assert re.search(r"[A-Z][A-Z0-9]+_[A-Z0-9_]+|channels\.", reason), reason
 
 
-def live_context(client: TestClient) -> object:  # type: ignore[type-arg]
+def live_context(client: TestClient) -> ConnectorContext:  # type: ignore[type-arg]
     webform = connectors_of(client)[Channel.WEBFORM]
     return webform.context
 
