@@ -1,0 +1,199 @@
+"""The texts meldpunt sends citizens, written by the town as Jinja2 templates in its config folder.
+
+``config/templates/<language>/<notice>.j2`` holds one notice (acknowledgement, resolved, survey,
+...) in one language; ``<notice>.<kind>.j2`` beside it replaces it for one kind (a complaint's
+acknowledgement names the complaint procedure). A template fills blocks:
+
+- ``subject``: the e-mail subject (the reference is added by the e-mail channel when missing);
+- ``text``: the message itself, required; e-mail sends it as text and as simple HTML;
+- ``sms``: a shorter form for SMS (optional, else ``text``);
+- ``chat``: a form for chat channels (WhatsApp, Messenger, Telegram, web chat; optional).
+
+Templates run in Jinja2's sandbox with undefined names as errors, so a typo shows up when the
+configuration is checked rather than in a citizen's inbox. Dates are written with the ``day``
+and ``moment`` filters in the citizen's language ("maandag 30 november om 09:30").
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from babel.dates import format_date, format_datetime
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    pass_context,
+)
+from jinja2.runtime import Context as JinjaContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ingest.model import Channel
+
+LANGUAGES = ("nl", "fr", "en")
+_LOCALES = {"nl": "nl_BE", "fr": "fr_BE", "en": "en_GB"}
+_DAY = {"nl": "EEEE d MMMM", "fr": "EEEE d MMMM", "en": "EEEE d MMMM"}
+_MOMENT = {
+    "nl": "EEEE d MMMM 'om' HH:mm",
+    "fr": "EEEE d MMMM 'à' HH:mm",
+    "en": "EEEE d MMMM 'at' HH:mm",
+}
+_CHAT = {Channel.WHATSAPP, Channel.MESSENGER, Channel.TELEGRAM, Channel.WEBCHAT}
+
+
+class Notice(enum.StrEnum):
+    """Every message meldpunt writes to a citizen by itself."""
+
+    ACKNOWLEDGEMENT = "acknowledgement"
+    ACKNOWLEDGEMENT_CLOSED = "acknowledgement_closed"  # arrived outside office hours
+    REPLY = "reply"  # wraps a member of staff's answer
+    RESOLVED = "resolved"
+    SURVEY = "survey"
+    SURVEY_UNCLEAR = "survey_unclear"
+    SURVEY_THANKS = "survey_thanks"
+    OMBUDSMAN = "ombudsman"
+    COMPLIMENT_THANKS = "compliment_thanks"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str | None
+    text: str
+    html: str | None = None
+
+
+class TemplateProblem(Exception):
+    """A template is missing or does not render; the message names the file and the reason."""
+
+
+class Templates:
+    """The town's notice templates, looked up by notice, kind and language."""
+
+    def __init__(self, folder: Path, *, default_language: str = "nl") -> None:
+        self.folder = folder
+        self.default_language = default_language
+        self._env = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(str(folder)),
+            undefined=StrictUndefined,
+            autoescape=False,
+            lstrip_blocks=True,
+            auto_reload=False,
+        )
+        self._env.filters["day"] = _day
+        self._env.filters["moment"] = _moment
+
+    def language(self, wanted: str | None) -> str:
+        """The language to write in: the citizen's when the town has texts in it."""
+        code = (wanted or "").lower().replace("_", "-").split("-")[0]
+        return code if code in LANGUAGES else self.default_language
+
+    def render(
+        self,
+        notice: Notice,
+        *,
+        language: str | None,
+        channel: Channel,
+        kind: str | None = None,
+        values: Mapping[str, Any],
+    ) -> Rendered:
+        """The notice in the form ``channel`` needs, in the citizen's language."""
+        lang = self.language(language)
+        template = self._template(notice, lang, kind)
+        context = {
+            **values,
+            "language": lang,
+            "channel": channel.value,
+            "kind": kind,
+        }
+        try:
+            env_context = template.new_context(context)
+            blocks = {
+                name: _tidy("".join(render(env_context)))
+                for name, render in template.blocks.items()
+            }
+        except TemplateError as exc:
+            raise TemplateProblem(f"{template.name}: {exc}") from exc
+        if not blocks.get("text"):
+            raise TemplateProblem(f"{template.name}: the 'text' block is missing or empty")
+        text = blocks["text"]
+        if channel is Channel.SMS and blocks.get("sms"):
+            text = blocks["sms"]
+        elif channel in _CHAT and blocks.get("chat"):
+            text = blocks["chat"]
+        subject = blocks.get("subject") or None
+        as_html = _html(text) if channel is Channel.EMAIL else None
+        return Rendered(subject=subject, text=text, html=as_html)
+
+    def check(self, sample: Mapping[str, Any]) -> list[str]:
+        """Every problem with the templates, each as one line; empty when all render."""
+        problems: list[str] = []
+        for lang in LANGUAGES:
+            for notice in Notice:
+                for channel in (Channel.EMAIL, Channel.SMS, Channel.WEBCHAT):
+                    try:
+                        self.render(notice, language=lang, channel=channel, values=sample)
+                    except TemplateProblem as exc:
+                        problems.append(str(exc))
+                        break
+        return sorted(set(problems))
+
+    def _template(self, notice: Notice, lang: str, kind: str | None) -> Template:
+        names = [f"{lang}/{notice.value}.j2"]
+        if kind:
+            names.insert(0, f"{lang}/{notice.value}.{kind}.j2")
+        if lang != self.default_language:
+            names.append(f"{self.default_language}/{notice.value}.j2")
+        try:
+            return self._env.select_template(names)
+        except TemplateNotFound:
+            raise TemplateProblem(
+                f"no template for {notice.value} in {self.folder}: write {names[-1]}"
+            ) from None
+        except TemplateError as exc:
+            raise TemplateProblem(f"{names[0]}: {exc}") from exc
+
+
+@pass_context
+def _day(context: JinjaContext, value: datetime | None) -> str:
+    """``{{ expected | day }}``: "woensdag 2 december", in the notice's language."""
+    if value is None:
+        return ""
+    lang = str(context["language"])
+    return format_date(value, _DAY[lang], locale=_LOCALES[lang])
+
+
+@pass_context
+def _moment(context: JinjaContext, value: datetime | None) -> str:
+    """``{{ expected | moment }}``: "woensdag 2 december om 16:30", in the town's time."""
+    if value is None:
+        return ""
+    lang = str(context["language"])
+    return format_datetime(value, _MOMENT[lang], tzinfo=value.tzinfo, locale=_LOCALES[lang])
+
+
+def _tidy(text: str) -> str:
+    """Template output without trailing spaces and with at most one blank line in a row."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
+
+
+def _html(text: str) -> str:
+    """Simple HTML for the text: paragraphs, line breaks, links; everything else escaped."""
+    paragraphs = []
+    for block in text.split("\n\n"):
+        escaped = html.escape(block)
+        linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
+        paragraphs.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
+    return "\n".join(paragraphs)
