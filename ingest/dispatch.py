@@ -117,9 +117,17 @@ def _window_event(
 
 def channel_name(channel: Channel) -> str:
     """How staff read a channel's name in a reason."""
-    return {Channel.SMS: "SMS", Channel.WHATSAPP: "WhatsApp", Channel.EMAIL: "e-mail"}.get(
-        channel, channel.value
-    )
+    return _CHANNEL_NAMES.get(channel, channel.value)
+
+
+_CHANNEL_NAMES = {
+    Channel.SMS: "SMS",
+    Channel.WHATSAPP: "WhatsApp",
+    Channel.EMAIL: "e-mail",
+    Channel.MESSENGER: "Messenger",
+    Channel.TELEGRAM: "Telegram",
+    Channel.WEBCHAT: "web chat",
+}
 
 
 class Dispatcher:

@@ -21,5 +21,6 @@ def service_config(
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, service_config: LoadedConfig) -> TestClient:  # type: ignore[type-arg]
+async def client(service_config: LoadedConfig, aiohttp_client: ClientFactory) -> TestClient:  # type: ignore[type-arg]
+    # The database fixture comes first so that it is dropped only after the app has stopped.
     return await aiohttp_client(create_app(service_config, migrate=True))

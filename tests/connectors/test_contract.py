@@ -80,7 +80,8 @@ def configured(
 
 
 @pytest.fixture
-async def town(aiohttp_client: ClientFactory, configured: LoadedConfig) -> TestClient:  # type: ignore[type-arg]
+async def town(configured: LoadedConfig, aiohttp_client: ClientFactory) -> TestClient:  # type: ignore[type-arg]
+    # The database comes first so that it is dropped only after the app has stopped.
     return await aiohttp_client(create_app(configured, migrate=True))
 
 
