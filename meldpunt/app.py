@@ -31,6 +31,7 @@ from ingest.pipeline import Intake, IntakePolicy
 from ingest.quarantine import Redeliver, retry_quarantined
 from meldpunt.config import ConfigError, LoadedConfig, load_config
 from router.rules import RuleSet
+from store.chat import DatabaseChats
 from store.cursors import DatabaseCursors
 from store.db import Database
 from store.migrate import check_schema_current, current_revision, upgrade
@@ -88,6 +89,7 @@ class Runtime:
     dispatcher: Dispatcher
     files: AttachmentStore
     dispatch_task: asyncio.Task[None] | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -201,16 +203,20 @@ async def landing(request: web.Request) -> web.Response:
 
 
 async def _dispatch_loop(runtime: Runtime, interval: float) -> None:
-    while True:
+    """Dispatcher passes until ``runtime.stopping`` is set; a pass in progress is finished.
+
+    Finishing rather than cancelling matters: a send cut off mid-way is "delivery uncertain",
+    and a database call cancelled while its driver's thread still works can outlive the loop.
+    """
+    while not runtime.stopping.is_set():
         try:
             sent = await runtime.dispatcher.run_once()
-        except asyncio.CancelledError:
-            raise
         except Exception:
             log.exception("dispatcher pass failed")
             sent = 0
         if not sent:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), interval)
 
 
 def build_intake(config: LoadedConfig, db: Database, rules: Callable[[], RuleSet]) -> Intake:
@@ -246,6 +252,7 @@ def build_connectors(
         secret_key=secret_key(config),
         office_hours=settings.office_hours,
         timezone=settings.town.timezone,
+        chats=DatabaseChats(db.engine),
     )
     return _build_connectors(config, context)
 
@@ -352,9 +359,15 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             rules=len(config.rules),
         )
         yield
-        runtime.dispatch_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runtime.dispatch_task
+        runtime.stopping.set()
+        try:
+            # A pass in progress may wait for one send's time-out at most.
+            async with asyncio.timeout(settings.dispatch.send_timeout_seconds + 5):
+                await asyncio.shield(runtime.dispatch_task)
+        except TimeoutError:
+            runtime.dispatch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runtime.dispatch_task
         for connector in unique(connectors):
             await connector.stop()
         await intake.stop()
