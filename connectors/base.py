@@ -9,7 +9,7 @@ in the registry (``connectors/__init__.py``) and its tests.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
@@ -28,6 +28,7 @@ from ingest.model import (
     SendResult,
 )
 from meldpunt.hours import OfficeHours
+from store.chat import ChatFile, ChatLine, Reachability, Transcript
 
 
 class IntakePort(Protocol):
@@ -134,6 +135,38 @@ class WindowClosed(SendError):
         self.waiting_for = waiting_for
 
 
+class ChatReader(Protocol):
+    """What a live chat reads back without writing: a visitor's conversation and the queue.
+
+    A visitor is known by the id in their (signed) visitor token; only their own chat tickets
+    are ever read, never the rest of their contact.
+    """
+
+    async def transcript(self, visitor_id: str, limit: int = 200) -> Transcript:
+        """The newest lines of the visitor's conversation, oldest first, and their open ticket."""
+        ...
+
+    async def outbound_line(self, outbox_id: int, visitor_id: str) -> ChatLine | None:
+        """The line an outbound message makes in the visitor's transcript, to push it live."""
+        ...
+
+    async def inbound_line(self, visitor_id: str, client_id: str) -> ChatLine | None:
+        """The line of a message the visitor sent, with links to its files."""
+        ...
+
+    async def reachable(self, visitor_id: str) -> Reachability:
+        """Whether the visitor's contact can be answered by e-mail or phone once they left."""
+        ...
+
+    async def queue_positions(self, visitor_ids: Collection[str]) -> dict[str, int | None]:
+        """Each visitor's place in the chat queue (1 is next), or None when not waiting."""
+        ...
+
+    async def attachment(self, visitor_id: str, attachment_id: int) -> ChatFile | None:
+        """A file of the visitor's conversation, or None when it is not one of theirs."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What the pipeline and the inbox may assume about a channel."""
@@ -158,6 +191,8 @@ class ConnectorContext:
     # When the town's staff can take a call (the phone line dials the front desk only then).
     office_hours: OfficeHours = field(default_factory=lambda: OfficeHours.model_validate({}))
     timezone: str = "Europe/Brussels"
+    # The web chat's read side (transcripts, queue); None where no database is wired in.
+    chats: ChatReader | None = None
 
 
 class Connector(abc.ABC):

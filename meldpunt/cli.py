@@ -93,6 +93,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         menu = "with menu" if voice.menu else "no menu"
         answers = "SMS" if voice.reply_by_sms else "e-mail"
         print(f"  phone line (Twilio): {desk}; {menu}; answers by {answers}")
+    telegram = s.channels.telegram
+    if not telegram.enabled:
+        print("  Telegram: switched off")
+    elif telegram.missing:
+        print(f"  Telegram: off, {', '.join(telegram.missing)} not set")
+    else:
+        print(
+            f"  Telegram: in via {s.public_url}/webhooks/telegram "
+            "(register it with 'meldpunt telegram set-webhook'); out via the Bot API"
+        )
     return 0
 
 
@@ -357,6 +367,31 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return asyncio.run(_quarantine(config, list(args.retry or [])))
 
 
+def _telegram(args: argparse.Namespace, action: str) -> int:
+    from connectors.telegram.api import SetupError, set_webhook, webhook_info
+
+    config = _load(args)
+    options, public_url = config.settings.channels.telegram, config.settings.public_url
+    try:
+        if action == "set-webhook":
+            lines = asyncio.run(set_webhook(options, public_url, drop_pending=args.drop_pending))
+        else:
+            lines = asyncio.run(webhook_info(options, public_url))
+    except SetupError as exc:
+        raise CommandError(str(exc)) from None
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_telegram_set_webhook(args: argparse.Namespace) -> int:
+    return _telegram(args, "set-webhook")
+
+
+def cmd_telegram_webhook_info(args: argparse.Namespace) -> int:
+    return _telegram(args, "webhook-info")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meldpunt", description="Omnichannel contact point for towns."
@@ -397,6 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry", type=int, nargs="+", metavar="ID", help="process these journal entries again"
     )
     p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser("telegram", help="the Telegram bot's webhook")
+    telegram_sub = p.add_subparsers(dest="telegram_command", required=True, metavar="SUBCOMMAND")
+    t = telegram_sub.add_parser(
+        "set-webhook", help="have Telegram post the bot's updates to {public_url}/webhooks/telegram"
+    )
+    t.add_argument(
+        "--drop-pending", action="store_true", help="discard the updates Telegram still holds"
+    )
+    t.set_defaults(func=cmd_telegram_set_webhook)
+    t = telegram_sub.add_parser(
+        "webhook-info", help="show Telegram's view of the webhook: address, backlog, last error"
+    )
+    t.set_defaults(func=cmd_telegram_webhook_info)
 
     p = sub.add_parser("user", help="staff users")
     user_sub = p.add_subparsers(dest="user_command", required=True, metavar="SUBCOMMAND")

@@ -24,7 +24,10 @@ from pydantic import (
 )
 
 from connectors.email.options import EmailOptions
+from connectors.messenger.options import MessengerOptions
+from connectors.telegram.options import TelegramOptions
 from connectors.twilio.options import TwilioOptions
+from connectors.webchat.options import WebChatOptions
 from connectors.webform import WebFormOptions
 from meldpunt.hours import OfficeHours
 from meldpunt.yamlsource import YamlDocument, YamlError, expand_env, load_yaml_file
@@ -78,6 +81,9 @@ class Channels(_Strict):
     webform: WebFormOptions = Field(default_factory=WebFormOptions)
     email: EmailOptions = Field(default_factory=EmailOptions)
     twilio: TwilioOptions = Field(default_factory=TwilioOptions)
+    webchat: WebChatOptions = Field(default_factory=WebChatOptions)
+    messenger: MessengerOptions = Field(default_factory=MessengerOptions)
+    telegram: TelegramOptions = Field(default_factory=TelegramOptions)
 
 
 class Intake(_Strict):
