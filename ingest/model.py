@@ -36,6 +36,20 @@ class Kind(enum.StrEnum):
     COMPLIMENT = "compliment"
 
 
+# A button or quick reply whose payload is "kind:complaint" lets the citizen choose the kind.
+KIND_CHOICE = "kind:"
+
+
+def chosen_kind(payload: str | None) -> Kind | None:
+    """The kind a ``kind:<kind>`` button payload names; None for any other payload."""
+    if not payload or payload[: len(KIND_CHOICE)].lower() != KIND_CHOICE:
+        return None
+    try:
+        return Kind(payload[len(KIND_CHOICE) :].strip().lower())
+    except ValueError:
+        return None
+
+
 class IdentityKind(enum.StrEnum):
     """How a citizen can be recognised across channels.
 

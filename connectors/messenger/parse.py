@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.model import Kind, Location, RawPayload
+from ingest.model import Kind, Location, RawPayload, chosen_kind
 
 JSON = "application/json"
 # Attachment types whose payload.url is a file to keep.
@@ -206,17 +206,6 @@ def _psid(event: Mapping[str, Any], side: str = "sender") -> str:
     return psid
 
 
-def kind_of(payload: object) -> Kind | None:
-    """A quick reply or button may carry ``kind:complaint``: the citizen chose the kind."""
-    text = _text(payload)
-    if not text.lower().startswith("kind:"):
-        return None
-    try:
-        return Kind(text[len("kind:") :].strip().lower())
-    except ValueError:
-        return None
-
-
 def _float(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
@@ -294,7 +283,9 @@ def _message(item: _Item) -> Event:
         media=tuple(media),
         unsupported=tuple(unsupported),
         location=location,
-        kind=kind_of(quick_reply.get("payload")) if isinstance(quick_reply, Mapping) else None,
+        kind=chosen_kind(_text(quick_reply.get("payload")))
+        if isinstance(quick_reply, Mapping)
+        else None,
         replies_to=(replied,) if replied else (),
     )
 
@@ -319,7 +310,7 @@ def _postback(item: _Item) -> Event:
         sent_at=moment(event.get("timestamp")),
         text=title or payload,
         raw=item.raw,
-        kind=kind_of(payload),
+        kind=chosen_kind(_text(payload)),
     )
 
 

@@ -44,7 +44,6 @@ from connectors.telegram.parse import (
     FileRef,
     NotForUs,
     Unreadable,
-    kind_of,
     language_of,
     message_key,
     read_message,
@@ -68,6 +67,7 @@ from ingest.model import (
     RawPayload,
     SendResult,
     ThreadHints,
+    chosen_kind,
 )
 
 log = structlog.get_logger("meldpunt.telegram")
@@ -339,7 +339,7 @@ class TelegramConnector(Connector):
             await intake.ignore(Channel.TELEGRAM, external_id, raw, "a button in a group chat")
             await self._answer(client, query.id, None)
             return
-        chosen = kind_of(query.data)
+        chosen = chosen_kind(query.data)
         if chosen is None:
             reason = f"a button with data {query.data!r}, which meldpunt never sends"
             await intake.ignore(Channel.TELEGRAM, external_id, raw, reason)

@@ -23,11 +23,9 @@ from telegram.helpers import effective_message_type
 
 from ingest.files import media_type, safe_filename
 from ingest.identity import InvalidIdentity, normalise_phone
-from ingest.model import Kind, Location
+from ingest.model import Location
 
 JSON = "application/json"
-# Callback data of the kind buttons: "kind:complaint".
-KIND_PREFIX = "kind:"
 # Commands that get the welcome instead of a ticket.
 WELCOME_COMMANDS = frozenset({"start", "help"})
 
@@ -176,16 +174,6 @@ def own_phone(raw: str) -> str | None:
     try:
         return normalise_phone(number)
     except InvalidIdentity:
-        return None
-
-
-def kind_of(data: str | None) -> Kind | None:
-    """The kind a button press chose ("kind:complaint"), None for any other data."""
-    if not data or not data.startswith(KIND_PREFIX):
-        return None
-    try:
-        return Kind(data.removeprefix(KIND_PREFIX))
-    except ValueError:
         return None
 
 

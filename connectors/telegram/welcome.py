@@ -8,8 +8,7 @@ from __future__ import annotations
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from connectors.telegram.options import WelcomeTexts
-from connectors.telegram.parse import KIND_PREFIX
-from ingest.model import Kind
+from ingest.model import KIND_CHOICE, Kind
 
 LANGUAGES = ("nl", "fr", "en")
 
@@ -59,7 +58,7 @@ def welcome(texts: WelcomeTexts, town: str, code: str | None) -> tuple[str, Inli
     keyboard = InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton(labels[kind], callback_data=f"{KIND_PREFIX}{kind.value}")
+                InlineKeyboardButton(labels[kind], callback_data=f"{KIND_CHOICE}{kind.value}")
                 for kind in row
             ]
             for row in _ROWS

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from ingest.model import Channel, DeliveryStatus, Kind, Location
+from ingest.model import Channel, DeliveryStatus, Kind, Location, chosen_kind
 
 WHATSAPP_PREFIX = "whatsapp:"
 # Twilio allows ten media per message; more would be a malformed payload.
@@ -107,16 +107,6 @@ def _location(form: Mapping[str, str]) -> Location | None:
     return Location(latitude=latitude, longitude=longitude, address=address)
 
 
-def _kind(payload: str | None) -> Kind | None:
-    # A quick-reply template button may carry "kind:complaint": the citizen chose the kind.
-    if not payload or not payload.startswith("kind:"):
-        return None
-    try:
-        return Kind(payload.removeprefix("kind:").strip().lower())
-    except ValueError:
-        return None
-
-
 def parse_message(form: Mapping[str, str]) -> TwilioInbound:
     """Read an inbound message webhook.
 
@@ -145,7 +135,7 @@ def parse_message(form: Mapping[str, str]) -> TwilioInbound:
         profile_name=form.get("ProfileName", "").strip() or None,
         media=media,
         location=_location(form),
-        kind=_kind(form.get("ButtonPayload")),
+        kind=chosen_kind(form.get("ButtonPayload")),
     )
 
 

@@ -120,9 +120,9 @@ def mail_env(monkeypatch: pytest.MonkeyPatch, dovecot: DovecotServer, account: A
 
 @pytest.fixture
 async def town(
-    aiohttp_client: ClientFactory,
     tmp_path: Path,
     database_url: str,
+    aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
     dovecot: DovecotServer,
     start_smtp: Start,

@@ -19,10 +19,9 @@ from connectors.messenger.parse import (
     Read,
     Unreadable,
     event_type,
-    kind_of,
     parse_webhook,
 )
-from ingest.model import Kind, Location
+from ingest.model import Kind, Location, chosen_kind
 from tests.connectors.messenger.conftest import PSID, fixture
 
 AT = 1794822000377
@@ -129,12 +128,12 @@ def test_a_quick_reply_carries_a_kind_and_a_reply_names_the_message_answered() -
         ("kind:compliment", Kind.COMPLIMENT),
         ("kind:weather", None),
         ("GET_STARTED", None),
+        ("KIND: Question ", Kind.QUESTION),
         (None, None),
-        (42, None),
     ],
 )
-def test_kinds_are_read_from_payloads(payload: object, kind: Kind | None) -> None:
-    assert kind_of(payload) is kind
+def test_kinds_are_read_from_payloads(payload: str | None, kind: Kind | None) -> None:
+    assert chosen_kind(payload) is kind
 
 
 def test_a_postback_without_an_id_gets_one_a_redelivery_repeats() -> None:

@@ -295,9 +295,9 @@ StartTown = Callable[..., Awaitable[Town]]
 
 @pytest.fixture
 def start_town(
-    aiohttp_client: ClientFactory,
     tmp_path: Path,
     database_url: str,
+    aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
     fake_telegram: FakeTelegram,
 ) -> StartTown:

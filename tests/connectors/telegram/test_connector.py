@@ -458,9 +458,9 @@ async def test_the_token_never_reaches_the_logs(
 
 
 async def test_the_service_starts_without_telegram_variables(
-    aiohttp_client: ClientFactory,
     tmp_path: Path,
     database_url: str,
+    aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):

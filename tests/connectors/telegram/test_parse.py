@@ -14,7 +14,6 @@ from connectors.telegram.parse import (
     NotForUs,
     Unreadable,
     command_of,
-    kind_of,
     language_of,
     own_phone,
     read_message,
@@ -22,7 +21,7 @@ from connectors.telegram.parse import (
     seconds,
     update_type,
 )
-from ingest.model import Kind, Location
+from ingest.model import Kind, Location, chosen_kind
 from tests.connectors.telegram.conftest import CITIZEN, fixture
 
 
@@ -229,10 +228,10 @@ def test_a_command_is_read_from_its_entity(
 
 
 def test_kinds_languages_and_durations() -> None:
-    assert kind_of("kind:complaint") is Kind.COMPLAINT
-    assert kind_of("kind:lawaai") is None
-    assert kind_of("complaint") is None
-    assert kind_of(None) is None
+    assert chosen_kind("kind:complaint") is Kind.COMPLAINT
+    assert chosen_kind("kind:lawaai") is None
+    assert chosen_kind("complaint") is None
+    assert chosen_kind(None) is None
     assert language_of("nl-BE") == "nl"
     assert language_of("FR") == "fr"
     assert language_of("") is None and language_of(None) is None

@@ -113,9 +113,9 @@ StartTown = Callable[..., Awaitable[Town]]
 
 @pytest.fixture
 def start_town(
-    aiohttp_client: ClientFactory,
     tmp_path: Path,
     database_url: str,
+    aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
     fake_twilio: FakeTwilio,
 ) -> StartTown:
@@ -415,9 +415,9 @@ async def test_outside_the_window_without_fallback_the_answer_waits_for_the_citi
 
 
 async def test_the_service_starts_without_twilio_variables(
-    aiohttp_client: ClientFactory,
     tmp_path: Path,
     database_url: str,
+    aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_SMS_NUMBER"):

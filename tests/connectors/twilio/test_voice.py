@@ -83,9 +83,9 @@ def connector(town: Town) -> TwilioConnector:
 
 @pytest.fixture
 def start_line(
-    aiohttp_client: ClientFactory,
     tmp_path: Path,
     database_url: str,
+    aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
     fake_twilio: FakeTwilio,
 ) -> StartLine:
@@ -454,9 +454,9 @@ async def test_a_voicemail_reported_after_the_calls_end_joins_the_call_back_tick
 
 
 async def test_without_transcription_the_voicemail_promises_no_text(
-    aiohttp_client: ClientFactory,
     tmp_path: Path,
     database_url: str,
+    aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
     fake_twilio: FakeTwilio,
 ) -> None:

@@ -180,9 +180,9 @@ StartTown = Callable[..., Awaitable[Town]]
 
 @pytest.fixture
 def start_town(
-    aiohttp_client: ClientFactory,
     tmp_path: Path,
     database_url: str,
+    aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
     start_smtp: Start,
 ) -> StartTown:
