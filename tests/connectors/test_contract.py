@@ -90,16 +90,18 @@ def connectors_of(client: TestClient) -> dict[Channel, Connector]:  # type: igno
     return app[RUNTIME].connectors
 
 
-def test_each_connector_is_registered_under_its_own_channel_and_options() -> None:
-    for cls in CLASSES:
-        assert REGISTRY[cls.channel] is cls, f"{cls.__name__}.channel is not registered to it"
-        key = cls.options_key()
-        assert key in Channels.model_fields, f"channels.{key} is not in the configuration"
-        # The defaults alone must be a valid section: a town may leave it out entirely.
-        Channels.model_fields[key].default_factory()  # type: ignore[misc, call-arg]
-    for channel in REGISTRY:
-        if channel in REPLY_IDENTITY:
-            assert REGISTRY[channel].capabilities.can_send, f"{channel} answers but cannot send"
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
+def test_each_connector_is_registered_under_its_own_channel_and_options(
+    cls: type[Connector],
+) -> None:
+    assert REGISTRY[cls.channel] is cls, f"{cls.__name__}.channel is not registered to it"
+    key = cls.options_key()
+    assert key in Channels.model_fields, f"channels.{key} is not in the configuration"
+    # The defaults alone must be a valid section: a town may leave it out entirely.
+    Channels.model_fields[key].default_factory()  # type: ignore[misc, call-arg]
+    for channel, registered in REGISTRY.items():
+        if registered is cls and channel in REPLY_IDENTITY:
+            assert cls.capabilities.can_send, f"{channel} answers citizens but cannot send"
 
 
 async def test_without_credentials_a_channel_is_off_and_says_which_setting_is_missing(
@@ -152,19 +154,20 @@ async def test_all_channels_come_up_with_credentials_and_routes_do_not_collide(
             assert window is None or window > timedelta(0)
 
 
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
 async def test_every_post_route_refuses_a_request_without_proof_and_stores_nothing(
     town: TestClient,  # type: ignore[type-arg]
+    cls: type[Connector],
 ) -> None:
     db = town.app[RUNTIME].db
+    [connector] = [c for c in unique(connectors_of(town)) if type(c) is cls]
     posts = sorted(
         {
             re.sub(r"\{[^}]+\}", "x", route.path)
-            for connector in unique(connectors_of(town))
             for route in connector.routes()
             if route.method == "POST"
         }
     )
-    assert len(posts) >= len(unique(connectors_of(town))) - 1, posts  # e-mail has no webhook
     bodies: list[dict[str, object]] = [
         {"data": b""},
         {"json": {"object": "page", "update_id": 1, "Body": "hallo", "text": "hallo"}},
@@ -178,25 +181,25 @@ async def test_every_post_route_refuses_a_request_without_proof_and_stores_nothi
     assert await rows(db, Message) == []
 
 
+@pytest.mark.parametrize("channel", list(REPLY_IDENTITY), ids=str)
 async def test_an_unreachable_provider_is_a_retryable_send_error(
     town: TestClient,  # type: ignore[type-arg]
+    channel: Channel,
 ) -> None:
     live = connectors_of(town)
-    for channel, kind in REPLY_IDENTITY.items():
-        if channel not in live:
-            continue
-        message = OutboundMessage(
-            outbox_id=1,
-            channel=channel,
-            recipient=ADDRESS[kind],
-            text="Uw melding is behandeld.",
-            subject="Uw melding",
-            ticket_reference="1750-000001",
-        )
-        with pytest.raises(SendError) as failed:
-            async with asyncio.timeout(60):
-                await live[channel].send(message)
-        if isinstance(failed.value, WindowClosed):
-            continue  # the channel would not take it now: the dispatcher moves or parks it
-        assert not failed.value.permanent, f"{channel}: {failed.value} was called permanent"
-        assert str(failed.value), f"{channel}: a send error without words"
+    assert channel in live, f"citizens are answered on {channel}, but no connector sends it"
+    message = OutboundMessage(
+        outbox_id=1,
+        channel=channel,
+        recipient=ADDRESS[REPLY_IDENTITY[channel]],
+        text="Uw melding is behandeld.",
+        subject="Uw melding",
+        ticket_reference="1750-000001",
+    )
+    with pytest.raises(SendError) as failed:
+        async with asyncio.timeout(60):
+            await live[channel].send(message)
+    if isinstance(failed.value, WindowClosed):
+        return  # the channel would not take it now: the dispatcher moves or parks it
+    assert not failed.value.permanent, f"{channel}: {failed.value} was called permanent"
+    assert str(failed.value), f"{channel}: a send error without words"
