@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from html import escape as html_escape
 
 import structlog
 from aiohttp import web
@@ -190,14 +191,21 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def landing(request: web.Request) -> web.Response:
-    town = request.app[RUNTIME].config.settings.town.name
+    runtime = request.app[RUNTIME]
+    town = html_escape(runtime.config.settings.town.name)
+    # The web chat shows here too, as it would on the town's website.
+    chat = (
+        "<script src='/chat/widget.js' data-lang='nl' defer></script>"
+        if Channel.WEBCHAT in runtime.connectors
+        else ""
+    )
     html = (
         "<!doctype html><html lang='nl'><meta charset='utf-8'>"
         f"<title>meldpunt – {town}</title><main style='font-family:system-ui;max-width:40rem;"
         f"margin:2rem auto'><h1>meldpunt – {town}</h1><ul>"
         "<li><a href='/contact'>Contactformulier voor burgers</a></li>"
         "<li><a href='/api/v1/openapi.json'>REST API (OpenAPI)</a></li>"
-        "<li><a href='/readyz'>Status</a></li></ul></main></html>"
+        f"<li><a href='/readyz'>Status</a></li></ul></main>{chat}</html>"
     )
     return web.Response(text=html, content_type="text/html")
 

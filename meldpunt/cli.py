@@ -103,6 +103,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"  Telegram: in via {s.public_url}/webhooks/telegram "
             "(register it with 'meldpunt telegram set-webhook'); out via the Bot API"
         )
+    messenger = s.channels.messenger
+    if not messenger.enabled:
+        print("  Facebook Messenger: switched off")
+    elif messenger.missing:
+        print(f"  Facebook Messenger: off, {', '.join(messenger.missing)} not set")
+    else:
+        print(
+            f"  Facebook Messenger: in via {s.public_url}/webhooks/facebook; out via the Send API"
+        )
+    chat = s.channels.webchat
+    if not chat.enabled:
+        print("  web chat: switched off")
+    else:
+        sites = ", ".join(chat.allowed_origins) or "none yet (set channels.webchat.allowed_origins)"
+        print(f"  web chat: {s.public_url}/chat/widget.js, may be embedded on {sites}")
     return 0
 
 

@@ -105,6 +105,14 @@ def test_check_config_summarises_the_sample(cli: Cli) -> None:
         "SMS and WhatsApp (Twilio): off, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN not set"
         in done.stdout
     )
+    assert (
+        "Facebook Messenger: off, FACEBOOK_APP_SECRET, FACEBOOK_VERIFY_TOKEN, "
+        "FACEBOOK_PAGE_TOKEN not set" in done.stdout
+    )
+    # The chat needs no account: it is on, and says where it may be embedded.
+    assert "web chat: http://127.0.0.1:8750/chat/widget.js, may be embedded on https://" in (
+        done.stdout
+    )
 
 
 BROKEN_MAIN = textwrap.dedent(
