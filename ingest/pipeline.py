@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ingest.acknowledge import Acknowledgement, AckRequest, minimal_acknowledgement
 from ingest.codec import message_to_envelope
 from ingest.identity import normalise_contact
 from ingest.model import (
@@ -104,39 +105,12 @@ INTAKE_SECONDS = Histogram(
 
 
 @dataclass(frozen=True, slots=True)
-class Acknowledgement:
-    subject: str | None
-    text: str
-
-
-def minimal_acknowledgement(reference: str, kind: str, language: str | None) -> Acknowledgement:
-    """A short plain-language receipt; the full per-channel templates come with follow-up."""
-    if language == "fr":
-        return Acknowledgement(
-            f"Nous avons bien reçu votre message [{reference}]",
-            f"Merci. Nous avons bien reçu votre message. Votre numéro est {reference}. "
-            "Nous vous répondrons dès que possible.",
-        )
-    if language == "en":
-        return Acknowledgement(
-            f"We received your message [{reference}]",
-            f"Thank you. We received your message. Your reference is {reference}. "
-            "We will answer you as soon as we can.",
-        )
-    return Acknowledgement(
-        f"We hebben uw bericht goed ontvangen [{reference}]",
-        f"Bedankt. We hebben uw bericht goed ontvangen. Uw nummer is {reference}. "
-        "We antwoorden u zo snel mogelijk.",
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class IntakePolicy:
     reference_prefix: str
     conversation_window: timedelta = timedelta(hours=24)
     max_batch: int = 256
     default_kind: Kind = Kind.REPORT
-    acknowledge: Callable[[str, str, str | None], Acknowledgement] = minimal_acknowledgement
+    acknowledge: Callable[[AckRequest], Acknowledgement] = minimal_acknowledgement
     # At most this many acknowledgements to one address in an hour (None: no limit), so a
     # flood of mail from one sender, or a loop with another robot, does not answer each one.
     acknowledgements_per_hour: int | None = 3
@@ -1150,9 +1124,17 @@ async def _acknowledgements(
             )
             continue
         ack = policy.acknowledge(
-            nt.reference,
-            nt.decision.kind or (msg.kind or policy.default_kind).value,
-            msg.language or msg.sender.language,
+            AckRequest(
+                reference=nt.reference,
+                kind=nt.decision.kind or (msg.kind or policy.default_kind).value,
+                language=msg.language or msg.sender.language,
+                source=msg.channel,
+                channel=Channel(reply_channel),
+                received_at=msg.received_at,
+                department=nt.decision.department,
+                name=msg.sender.display_name,
+                text=msg.text,
+            )
         )
         drafts.append(
             OutboundDraft(

@@ -133,6 +133,11 @@ class Templates:
         as_html = _html(text) if channel is Channel.EMAIL else None
         return Rendered(subject=subject, text=text, html=as_html)
 
+    def has_kind_text(self, notice: Notice, kind: str, language: str | None) -> bool:
+        """Whether the town wrote ``notice`` for ``kind`` in the citizen's language."""
+        lang = self.language(language)
+        return (self.folder / lang / f"{notice.value}.{kind}.j2").is_file()
+
     def check(self, sample: Mapping[str, Any]) -> list[str]:
         """Every problem with the templates, each as one line; empty when all render."""
         problems: list[str] = []
@@ -173,10 +178,15 @@ def _day(context: JinjaContext, value: datetime | None) -> str:
 
 @pass_context
 def _moment(context: JinjaContext, value: datetime | None) -> str:
-    """``{{ expected | moment }}``: "woensdag 2 december om 16:30", in the town's time."""
+    """``{{ expected | moment }}``: "woensdag 2 december om 16:30", in the town's time.
+
+    A moment at the very end of a day (a limit counted in days) is written as the day alone.
+    """
     if value is None:
         return ""
     lang = str(context["language"])
+    if value.hour == 23 and value.minute == 59:
+        return format_date(value, _DAY[lang], locale=_LOCALES[lang])
     return format_datetime(value, _MOMENT[lang], tzinfo=value.tzinfo, locale=_LOCALES[lang])
 
 

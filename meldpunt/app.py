@@ -25,11 +25,14 @@ from connectors import REGISTRY
 from connectors.base import Connector, ConnectorContext
 from inbox.api import ApiContext, create_api
 from inbox.quarantine import RetryHook
+from ingest.acknowledge import TemplatedAcknowledgement, sample_values
+from ingest.deadlines import Calendar
 from ingest.dispatch import Dispatcher, DispatchPolicy
 from ingest.files import AttachmentStore
 from ingest.model import Channel, IntakeResult, RawPayload
 from ingest.pipeline import Intake, IntakePolicy
 from ingest.quarantine import Redeliver, retry_quarantined
+from ingest.templates import Templates
 from meldpunt.config import ConfigError, LoadedConfig, load_config
 from router.rules import RuleSet
 from store.chat import DatabaseChats
@@ -238,8 +241,43 @@ def build_intake(config: LoadedConfig, db: Database, rules: Callable[[], RuleSet
             conversation_window=timedelta(hours=settings.intake.conversation_window_hours),
             max_batch=settings.intake.max_batch,
             acknowledgements_per_hour=settings.intake.acknowledgements_per_address_per_hour,
+            acknowledge=acknowledgement(config),
         ),
     )
+
+
+def calendar(config: LoadedConfig) -> Calendar:
+    """The town's counted time: office hours, public holidays and closing days."""
+    settings = config.settings
+    return Calendar(
+        settings.office_hours,
+        settings.town.timezone,
+        country=settings.deadlines.holidays,
+        closed_days=settings.deadlines.closed_days,
+    )
+
+
+def town_values(config: LoadedConfig) -> dict[str, str]:
+    """What the notice templates know of the town (``{{ town.name }}``, ``town.phone``...)."""
+    town = config.settings.town
+    return {"name": town.name, "phone": town.phone, "email": town.email, "website": town.website}
+
+
+def acknowledgement(config: LoadedConfig) -> TemplatedAcknowledgement:
+    settings = config.settings
+    return TemplatedAcknowledgement(
+        Templates(config.templates_dir, default_language=settings.town.language),
+        calendar(config),
+        [p.policy() for p in settings.deadlines.policies],
+        town=town_values(config),
+        departments={d.id: d.name for d in settings.departments},
+    )
+
+
+def template_problems(config: LoadedConfig) -> list[str]:
+    """Every notice template that is missing or does not render, one line each."""
+    templates = Templates(config.templates_dir, default_language=config.settings.town.language)
+    return templates.check(sample_values(town_values(config), config.settings.town.timezone))
 
 
 def attachment_store(config: LoadedConfig) -> AttachmentStore:
@@ -343,6 +381,10 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             )
         ),
     )
+
+    for problem in template_problems(config):
+        # Not fatal: an acknowledgement whose template fails goes out in the plain words.
+        log.error("notice template problem", problem=problem)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if should_migrate:

@@ -44,12 +44,24 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from meldpunt.app import template_problems
+
     config = _load(args)
     s = config.settings
+    if problems := template_problems(config):
+        for problem in problems:
+            print(f"{config.templates_dir}: {problem}", file=sys.stderr)
+        raise CommandError(f"{len(problems)} notice template(s) need fixing")
     print(f"configuration OK: {config.config_file}")
     print(f"  town: {s.town.name} (references {s.town.reference_prefix}-000001)")
     print(f"  departments: {', '.join(d.id for d in s.departments)}")
     print(f"  routing: {len(config.rules)} rules in {config.rules_file}")
+    policies = "; ".join(
+        f"{p.name}: first answer within {p.first_answer or 'no limit'}"
+        for p in s.deadlines.policies
+    )
+    print(f"  deadlines: {policies or 'none'}")
+    print(f"  notices: templates in {config.templates_dir}")
     print(f"  database: {Database(s.database_url).dialect}")
     email = s.channels.email
     if not email.enabled:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import holidays
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,6 +30,8 @@ from connectors.telegram.options import TelegramOptions
 from connectors.twilio.options import TwilioOptions
 from connectors.webchat.options import WebChatOptions
 from connectors.webform import WebFormOptions
+from ingest.acknowledge import DeadlinePolicy
+from ingest.deadlines import Duration
 from meldpunt.hours import OfficeHours
 from meldpunt.yamlsource import YamlDocument, YamlError, expand_env, load_yaml_file
 from router.rules import RuleError, RuleSet, compile_rules
@@ -54,6 +57,10 @@ class Town(_Strict):
     reference_prefix: str = "MP"
     language: Literal["nl", "fr", "en"] = "nl"
     timezone: str = "Europe/Brussels"
+    # How citizens reach the town otherwise; the notice templates may name them.
+    phone: str = ""
+    email: str = ""
+    website: str = ""
 
     @field_validator("reference_prefix")
     @classmethod
@@ -102,6 +109,75 @@ class Dispatch(_Strict):
     send_timeout_seconds: float = Field(default=60.0, gt=0)
 
 
+KindName = Literal["report", "question", "suggestion", "complaint", "compliment"]
+
+
+class DeadlinePolicyConfig(_Strict):
+    """One entry of ``deadlines.policies``: the first one matching a ticket applies."""
+
+    name: str = Field(min_length=1)
+    kinds: list[KindName] = Field(default_factory=list)
+    departments: list[str] = Field(default_factory=list)
+    first_answer: str | None = None
+    resolution: str | None = None
+
+    @field_validator("first_answer", "resolution")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            Duration.parse(value)
+        return value
+
+    def policy(self) -> DeadlinePolicy:
+        return DeadlinePolicy(
+            name=self.name,
+            first_answer=Duration.parse(self.first_answer) if self.first_answer else None,
+            resolution=Duration.parse(self.resolution) if self.resolution else None,
+            kinds=tuple(self.kinds),
+            departments=tuple(self.departments),
+        )
+
+
+def _default_policies() -> list[DeadlinePolicyConfig]:
+    return [DeadlinePolicyConfig(name="standard", first_answer="3 working_days")]
+
+
+class Deadlines(_Strict):
+    """``deadlines``: when answers are due, and which days do not count."""
+
+    # Public holidays from the holidays package for this country code; null: none.
+    holidays: str | None = "BE"
+    # Extra closing days: "MM-DD" every year or "YYYY-MM-DD" once (office_hours.closed_days too).
+    closed_days: list[str] = Field(default_factory=list)
+    policies: list[DeadlinePolicyConfig] = Field(default_factory=_default_policies)
+
+    @field_validator("holidays")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                holidays.country_holidays(value)
+            except NotImplementedError:
+                raise ValueError(f"'{value}' is no country code the holidays package knows, "
+                                 "e.g. BE") from None  # fmt: skip
+        return value
+
+    @field_validator("closed_days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        for day in value:
+            if not re.fullmatch(r"(\d{4}-)?\d{2}-\d{2}", day):
+                raise ValueError(f"'{day}' is not a day like '12-26' or '2026-12-24'")
+        return value
+
+
+class Notices(_Strict):
+    """``notices``: the messages meldpunt writes to citizens by itself."""
+
+    # The folder of Jinja2 templates, relative to the main configuration file.
+    templates: str = "templates"
+
+
 class RoutingRef(_Strict):
     file: str = "routing.yaml"
     tests: str | None = "routing.tests.yaml"
@@ -123,6 +199,8 @@ class Settings(_Strict):
     intake: Intake = Field(default_factory=Intake)
     dispatch: Dispatch = Field(default_factory=Dispatch)
     routing: RoutingRef = Field(default_factory=RoutingRef)
+    deadlines: Deadlines = Field(default_factory=Deadlines)
+    notices: Notices = Field(default_factory=Notices)
 
     @field_validator("public_url")
     @classmethod
@@ -141,6 +219,12 @@ class Settings(_Strict):
             raise ValueError(
                 f"default_department '{self.default_department}' is not one of the departments"
             )
+        for policy in self.deadlines.policies:
+            if strays := sorted(set(policy.departments) - set(ids)):
+                raise ValueError(
+                    f"deadlines policy '{policy.name}' names unknown department(s) "
+                    f"{', '.join(strays)}; valid: {', '.join(ids)}"
+                )
         unknown = sorted(set(self.channels.email.departments) - set(ids))
         if unknown:
             raise ValueError(
@@ -162,6 +246,10 @@ class LoadedConfig:
     folder: Path
     config_file: Path
     rules_file: Path
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.folder / self.settings.notices.templates
 
     @property
     def data_dir(self) -> Path:
