@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 from aiohttp import web
 
 from ingest.files import AttachmentStore
+from ingest.hours import OfficeHours
 from ingest.model import (
     Channel,
     ContactRef,
@@ -27,7 +28,6 @@ from ingest.model import (
     RawPayload,
     SendResult,
 )
-from meldpunt.hours import OfficeHours
 from store.chat import ChatFile, ChatLine, Reachability, Transcript
 
 

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from meldpunt.hours import WEEKDAYS, OfficeHours
+from ingest.hours import WEEKDAYS, OfficeHours
 
 Interval = tuple[datetime, datetime]
 

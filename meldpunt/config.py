@@ -32,7 +32,7 @@ from connectors.webchat.options import WebChatOptions
 from connectors.webform import WebFormOptions
 from ingest.acknowledge import DeadlinePolicy
 from ingest.deadlines import Duration
-from meldpunt.hours import OfficeHours
+from ingest.hours import OfficeHours
 from meldpunt.yamlsource import YamlDocument, YamlError, expand_env, load_yaml_file
 from router.rules import RuleError, RuleSet, compile_rules
 

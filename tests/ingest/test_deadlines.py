@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest.deadlines import Calendar, Duration, Unit
-from meldpunt.hours import OfficeHours
+from ingest.hours import OfficeHours
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 HOURS = OfficeHours.model_validate(

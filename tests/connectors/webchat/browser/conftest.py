@@ -26,9 +26,9 @@ import yaml
 from aiohttp import web
 from playwright.async_api import Locator, Page, expect
 
+from ingest.hours import WEEKDAYS
 from meldpunt.app import RUNTIME, create_app
 from meldpunt.config import LoadedConfig, load_config
-from meldpunt.hours import WEEKDAYS
 from store.db import Database
 from store.users import create_token, create_user
 from tests.browser import (  # noqa: F401 - fixtures and the hook they need, for this folder

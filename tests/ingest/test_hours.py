@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from meldpunt.hours import OfficeHours
+from ingest.hours import OfficeHours
 
 HOURS = OfficeHours.model_validate(
     {

@@ -1,7 +1,7 @@
 """The town's office hours (``office_hours`` in meldpunt.yaml) and whether they are open now.
 
-Kept apart from the rest of the configuration so connectors can ask the question (the phone
-line dials the front desk only while it is staffed) without importing the whole config.
+It lives in ingest/ beside the deadline calendar, so connectors can ask the question (the phone
+line dials the front desk only while it is staffed) without importing the wiring package.
 """
 
 from __future__ import annotations
