@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -83,15 +83,14 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, within: float =
         await asyncio.sleep(0.05)
 
 
-@dataclass
-class RunningService:
-    """The whole service in-process (an aiohttp test client), and what tests ask of it."""
+class ServiceProbe:
+    """What tests ask of a running service's database; ``db`` says where it is."""
 
-    client: TestClient[web.Request, web.Application]
+    _token: str | None = None
 
     @property
     def db(self) -> Database:
-        return self.client.app[RUNTIME].db
+        raise NotImplementedError
 
     async def rows(self, model: type, *where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
         return await rows(self.db, model, *where)
@@ -120,4 +119,13 @@ class RunningService:
                 self._token = await create_token(session, "els@wingene.example")
         return self._token
 
-    _token: str | None = field(default=None, init=False)
+
+@dataclass
+class RunningService(ServiceProbe):
+    """The whole service in-process (an aiohttp test client), and what tests ask of it."""
+
+    client: TestClient[web.Request, web.Application]
+
+    @property
+    def db(self) -> Database:
+        return self.client.app[RUNTIME].db

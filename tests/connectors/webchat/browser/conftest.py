@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-import sqlalchemy as sa
 import yaml
 from aiohttp import web
 from playwright.async_api import Locator, Page, expect
@@ -30,7 +29,6 @@ from ingest.hours import WEEKDAYS
 from meldpunt.app import RUNTIME, create_app
 from meldpunt.config import LoadedConfig, load_config
 from store.db import Database
-from store.users import create_token, create_user
 from tests.browser import (  # noqa: F401 - fixtures and the hook they need, for this folder
     NewContext,
     browser_fixture,
@@ -39,8 +37,8 @@ from tests.browser import (  # noqa: F401 - fixtures and the hook they need, for
     page_fixture,
     pytest_runtest_makereport,
 )
-from tests.conftest import free_port, rows
-from tests.service import sample_config, until
+from tests.conftest import free_port
+from tests.service import ServiceProbe, sample_config, until
 
 TIMEZONE = "Europe/Brussels"
 ALWAYS_OPEN: dict[str, Any] = {day: ["00:00-24:00"] for day in WEEKDAYS} | {"closed_days": []}
@@ -124,13 +122,12 @@ async def town_site() -> AsyncIterator[TownSite]:
 
 
 @dataclass
-class Meldpunt:
+class Meldpunt(ServiceProbe):
     """The whole service on a real port; can be stopped and started again on the same port."""
 
     config: LoadedConfig
     port: int
     runner: web.AppRunner | None = None
-    _token: str | None = field(default=None, init=False)
 
     @property
     def base(self) -> str:
@@ -151,33 +148,6 @@ class Meldpunt:
         if self.runner is not None:
             runner, self.runner = self.runner, None
             await runner.cleanup()
-
-    async def rows(self, model: type, *where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
-        return await rows(self.db, model, *where)
-
-    async def wait_for_rows(
-        self, count: int, model: type, *where: sa.ColumnElement[bool]
-    ) -> list[sa.RowMapping]:
-        found: list[sa.RowMapping] = []
-
-        async def enough() -> bool:
-            nonlocal found
-            found = await self.rows(model, *where)
-            return len(found) >= count
-
-        await until(enough, f"{count} {model.__name__} row(s)")
-        return found
-
-    async def staff_token(self) -> str:
-        """A bearer token of an operator, created on first use."""
-        if self._token is None:
-            async with self.db.session() as session:
-                await create_user(
-                    session, "els@wingene.example", "operator", [], "lang-wachtwoord-1"
-                )
-            async with self.db.session() as session:
-                self._token = await create_token(session, "els@wingene.example")
-        return self._token
 
     async def reply(self, reference: str, text: str) -> None:
         """A member of staff answers through the REST API, as the inbox does."""
