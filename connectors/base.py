@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
+from ingest.chat import ChatFile, ChatLine, Reachability, Transcript
+from ingest.deadlines import Calendar
 from ingest.files import AttachmentStore
 from ingest.hours import OfficeHours
 from ingest.model import (
@@ -28,7 +30,6 @@ from ingest.model import (
     RawPayload,
     SendResult,
 )
-from store.chat import ChatFile, ChatLine, Reachability, Transcript
 
 
 class IntakePort(Protocol):
@@ -188,8 +189,13 @@ class ConnectorContext:
     public_url: str
     town_name: str
     secret_key: bytes
-    # When the town's staff can take a call (the phone line dials the front desk only then).
-    office_hours: OfficeHours = field(default_factory=lambda: OfficeHours.model_validate({}))
+    # When the town's staff are there: office hours less public holidays and closing days (the
+    # phone line dials the front desk only then; the web chat says when it is staffed next).
+    calendar: Calendar = field(
+        default_factory=lambda: Calendar(
+            OfficeHours.model_validate({}), "Europe/Brussels", country=None
+        )
+    )
     timezone: str = "Europe/Brussels"
     # The web chat's read side (transcripts, queue); None where no database is wired in.
     chats: ChatReader | None = None

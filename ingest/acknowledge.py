@@ -129,9 +129,7 @@ class TemplatedAcknowledgement:
 
     def __call__(self, request: AckRequest) -> Acknowledgement:
         received = request.received_at
-        open_now = self.calendar.office_hours.is_open(
-            received, str(self.calendar.zone)
-        ) and not self.calendar.is_holiday(received.astimezone(self.calendar.zone).date())
+        open_now = self.calendar.is_open(received)
         opens = None if open_now else self.calendar.next_open(received)
         values = {
             "reference": request.reference,

@@ -137,10 +137,16 @@ class Calendar:
             total += (min(b, end) - a).total_seconds()
         return total
 
+    def is_open(self, moment: datetime) -> bool:
+        """Whether ``moment`` falls within office hours on a day that is no holiday."""
+        local = moment.astimezone(self.zone)
+        return not self.is_holiday(local.date()) and self.office_hours.is_open(local, self.zone.key)
+
     def next_open(self, moment: datetime) -> datetime | None:
-        """The first moment at or after ``moment`` within office hours on a non-holiday."""
+        """The first moment at or after ``moment`` within office hours on a non-holiday, in the
+        town's zone; ``moment`` itself while open, None when the office never opens."""
         for a, _ in self._spans(moment, Unit.OFFICE_HOURS, ()):
-            return a
+            return a.astimezone(self.zone)
         return None
 
     # --- internals ---------------------------------------------------------------------------
@@ -180,7 +186,7 @@ class Calendar:
         spans = getattr(self.office_hours, WEEKDAYS[day.weekday()])
         return [
             (datetime.combine(day, s.start, self.zone), datetime.combine(day, s.end, self.zone))
-            for s in spans
+            for s in sorted(spans, key=lambda s: s.start)  # written in any order in the config
         ]
 
 

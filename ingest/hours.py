@@ -7,7 +7,7 @@ line dials the front desk only while it is staffed) without importing the wiring
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -82,32 +82,6 @@ class OfficeHours(_Strict):
         spans: list[TimeSpan] = getattr(self, WEEKDAYS[local.weekday()])
         now = local.time().replace(tzinfo=None)
         return any(span.start <= now < span.end for span in spans)
-
-    def next_open(self, moment: datetime, timezone: str) -> datetime | None:
-        """The first moment at or after ``moment`` (aware) when the office is open, in the town's
-        zone; ``moment`` itself while open, None when no day of the week has hours.
-
-        Closing days are skipped. The web chat shows it to a visitor who writes while closed.
-        """
-        zone = ZoneInfo(timezone)
-        local = moment.astimezone(zone)
-        now = local.time().replace(tzinfo=None)
-        closed = set(self.closed_days)
-        day, weekdays_seen = local.date(), set[int]()
-        # Once every weekday was looked at on a day that is not closed, the week has no hours.
-        # Closing days are finitely many, so this ends.
-        while len(weekdays_seen) < len(WEEKDAYS):
-            if day.isoformat() not in closed:
-                weekdays_seen.add(day.weekday())
-                spans: list[TimeSpan] = getattr(self, WEEKDAYS[day.weekday()])
-                for span in sorted(spans, key=lambda s: s.start):
-                    if day == local.date() and span.end <= now:
-                        continue
-                    if day == local.date() and span.start <= now:
-                        return local
-                    return datetime.combine(day, span.start, tzinfo=zone)
-            day += timedelta(days=1)
-        return None
 
     def schedule(self) -> list[tuple[str, list[str]]]:
         """Each weekday with its spans written as in meldpunt.yaml ("08:30-12:00", "…-24:00")."""

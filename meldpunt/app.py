@@ -296,7 +296,7 @@ def build_connectors(
         public_url=settings.public_url,
         town_name=settings.town.name,
         secret_key=secret_key(config),
-        office_hours=settings.office_hours,
+        calendar=calendar(config),
         timezone=settings.town.timezone,
         chats=DatabaseChats(db.engine),
     )

@@ -178,7 +178,7 @@ class VoiceLine:
         ]
 
     def open_now(self) -> bool:
-        return self.context.office_hours.is_open(self.clock(), self.context.timezone)
+        return self.context.calendar.is_open(self.clock())
 
     async def _signed(self, request: web.Request) -> tuple[bytes, dict[str, str]]:
         body = await request.read()

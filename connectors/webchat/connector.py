@@ -57,6 +57,15 @@ from connectors.webchat.protocol import (
     visitor_of,
     visitor_token,
 )
+from ingest.chat import (
+    FILES_PATH,
+    ChatLine,
+    Reachability,
+    Transcript,
+    conversation_key,
+    inbound_line_id,
+    outbound_line_id,
+)
 from ingest.files import safe_filename
 from ingest.identity import InvalidIdentity, normalise_email, normalise_phone
 from ingest.model import (
@@ -73,20 +82,11 @@ from ingest.model import (
     SendResult,
     ThreadHints,
 )
-from store.chat import (
-    ChatLine,
-    Reachability,
-    Transcript,
-    conversation_key,
-    inbound_line_id,
-    outbound_line_id,
-)
 
 log = structlog.get_logger("meldpunt.webchat")
 
 WS_PATH = "/chat/ws"
 UPLOAD_PATH = "/chat/upload"
-FILES_PATH = "/chat/files"
 WIDGET_PATH = "/chat/widget.js"
 JSON = "application/json"
 
@@ -324,8 +324,8 @@ class WebChatConnector(Connector):
     async def _welcome(self, socket: _Socket) -> None:
         visitor = socket.visitor
         now = self.clock()
-        hours, zone = self.context.office_hours, self.context.timezone
-        is_open = hours.is_open(now, zone)
+        calendar = self.context.calendar
+        is_open = calendar.is_open(now)
         transcript = await self._read_transcript(visitor)
         socket.queue = (await self._queue_positions([visitor])).get(visitor)
         options = self.options
@@ -336,9 +336,11 @@ class WebChatConnector(Connector):
                 "visitor": visitor_token(self.context.secret_key, visitor),
                 "lang": socket.lang,
                 "open": is_open,
-                "next_open": None if is_open else iso(hours.next_open(now, zone)),
-                "schedule": [{"day": day, "spans": spans} for day, spans in hours.schedule()],
-                "timezone": zone,
+                "next_open": None if is_open else iso(calendar.next_open(now)),
+                "schedule": [
+                    {"day": day, "spans": spans} for day, spans in calendar.office_hours.schedule()
+                ],
+                "timezone": calendar.zone.key,
                 "transcript": [line_json(line) for line in transcript.lines],
                 "queue": {"position": socket.queue} if socket.queue is not None else None,
                 "reference": transcript.reference,
@@ -646,13 +648,13 @@ class WebChatConnector(Connector):
     async def refresh(self) -> None:
         """Push ``hours`` when the chat opened or closed, and ``queue`` where a place changed."""
         now = self.clock()
-        hours, zone = self.context.office_hours, self.context.timezone
-        is_open = hours.is_open(now, zone)
+        calendar = self.context.calendar
+        is_open = calendar.is_open(now)
         if self._open is not None and is_open != self._open:
             frame = {
                 "type": "hours",
                 "open": is_open,
-                "next_open": None if is_open else iso(hours.next_open(now, zone)),
+                "next_open": None if is_open else iso(calendar.next_open(now)),
             }
             await self._push_all((s for group in self._sockets.values() for s in group), frame)
         self._open = is_open

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from store.chat import ChatLine
+from ingest.chat import ChatLine
 
 LANGUAGES = ("nl", "fr", "en")
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from ingest.deadlines import Calendar
 from ingest.hours import OfficeHours
 
 HOURS = OfficeHours.model_validate(
@@ -80,7 +81,7 @@ def brussels(text: str) -> datetime:
     ],
 )
 def test_next_open_skips_closing_days_and_the_weekend(moment: datetime, expected: datetime) -> None:
-    found = WEEK.next_open(moment, ZONE)
+    found = Calendar(WEEK, ZONE, country=None).next_open(moment)
     assert found == expected
     assert found is not None and found.utcoffset() == expected.utcoffset()
     assert WEEK.is_open(found, ZONE)
@@ -88,18 +89,21 @@ def test_next_open_skips_closing_days_and_the_weekend(moment: datetime, expected
 
 def test_next_open_crosses_into_summer_time() -> None:
     # Saturday 28 March 2026 evening (UTC+1) to Monday 30 March 08:30 (UTC+2).
-    found = WEEK.next_open(datetime(2026, 3, 28, 18, 0, tzinfo=UTC), ZONE)
+    found = Calendar(WEEK, ZONE, country=None).next_open(datetime(2026, 3, 28, 18, 0, tzinfo=UTC))
     assert found is not None
     assert found.astimezone(UTC) == datetime(2026, 3, 30, 6, 30, tzinfo=UTC)
 
 
 def test_without_any_hours_it_never_opens() -> None:
     never = OfficeHours.model_validate({"closed_days": ["2026-11-16"]})
-    assert never.next_open(datetime(2026, 11, 16, 9, 0, tzinfo=UTC), ZONE) is None
+    assert (
+        Calendar(never, ZONE, country=None).next_open(datetime(2026, 11, 16, 9, 0, tzinfo=UTC))
+        is None
+    )
     only_closed = OfficeHours.model_validate(
         {"monday": ["08:00-09:00"], "closed_days": ["2026-11-16", "2026-11-23"]}
     )
-    found = only_closed.next_open(brussels("2026-11-16T07:00"), ZONE)
+    found = Calendar(only_closed, ZONE, country=None).next_open(brussels("2026-11-16T07:00"))
     assert found == brussels("2026-11-30T08:00")
 
 
