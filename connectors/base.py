@@ -206,6 +206,8 @@ class Connector(abc.ABC):
 
     channel: ClassVar[Channel]
     capabilities: ClassVar[Capabilities]
+    # What an operator reads when credentials are missing: "no Telegram bot configured".
+    unconfigured: ClassVar[str] = "not configured"
 
     def __init__(self, context: ConnectorContext, options: object = None) -> None:
         # ``options`` is the channel's section of meldpunt.yaml; subclasses narrow its type.
@@ -213,7 +215,16 @@ class Connector(abc.ABC):
 
     @property
     def disabled_reason(self) -> str | None:
-        """Why the channel cannot run (missing credentials...), or None when it is live."""
+        """Why the channel cannot run, or None when it is live.
+
+        Read from the options the subclass keeps as ``self.options``: ``enabled: false``
+        switches it off, and ``missing`` lists the environment variables still to set.
+        """
+        options = getattr(self, "options", None)
+        if not getattr(options, "enabled", True):
+            return f"switched off in meldpunt.yaml (channels.{self.options_key()}.enabled)"
+        if missing := getattr(options, "missing", None):
+            return f"{self.unconfigured} (set {', '.join(missing)})"
         return None
 
     @classmethod

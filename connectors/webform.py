@@ -131,10 +131,6 @@ class WebFormConnector(Connector):
             undefined=jinja2.StrictUndefined,
         )
 
-    @property
-    def disabled_reason(self) -> str | None:
-        return None if self.options.enabled else "disabled in meldpunt.yaml (channels.webform)"
-
     def routes(self) -> Sequence[web.RouteDef]:
         return [web.get("/contact", self.show_form), web.post("/contact", self.submit_form)]
 

@@ -105,8 +105,8 @@ class EmailConnector(Connector):
 
     @property
     def disabled_reason(self) -> str | None:
-        if not self.options.enabled:
-            return "switched off in meldpunt.yaml (channels.email.enabled)"
+        if reason := super().disabled_reason:
+            return reason
         if not self.mailboxes and self._smtp is None:
             return (
                 "no IMAP mailbox and no SMTP server configured "

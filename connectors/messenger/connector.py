@@ -98,6 +98,7 @@ class MessengerConnector(Connector):
     """Receives a Facebook Page's Messenger conversations and receipts; sends answers."""
 
     channel: ClassVar[Channel] = Channel.MESSENGER
+    unconfigured: ClassVar[str] = "no Facebook app or Page configured"
     capabilities: ClassVar[Capabilities] = Capabilities(
         can_send=True,
         conversational=True,
@@ -111,18 +112,6 @@ class MessengerConnector(Connector):
         self.options = options or MessengerOptions()
         self._sent = SentLog(context.cursors)
         self._http: aiohttp.ClientSession | None = None
-
-    @classmethod
-    def options_key(cls) -> str:
-        return "messenger"
-
-    @property
-    def disabled_reason(self) -> str | None:
-        if not self.options.enabled:
-            return "switched off in meldpunt.yaml (channels.messenger.enabled)"
-        if missing := self.options.missing:
-            return f"no Facebook app or Page configured (set {', '.join(missing)})"
-        return None
 
     @property
     def can_send(self) -> bool:

@@ -90,6 +90,7 @@ class TelegramConnector(Connector):
     """Receives a Telegram bot's private chats and button presses; sends answers."""
 
     channel: ClassVar[Channel] = Channel.TELEGRAM
+    unconfigured: ClassVar[str] = "no Telegram bot configured"
     capabilities: ClassVar[Capabilities] = Capabilities(
         can_send=True, conversational=True, attachments_in=True, attachments_out=True
     )
@@ -108,14 +109,6 @@ class TelegramConnector(Connector):
             "edited_message": self._on_edit,
             "callback_query": self._on_button,
         }
-
-    @property
-    def disabled_reason(self) -> str | None:
-        if not self.options.enabled:
-            return "switched off in meldpunt.yaml (channels.telegram.enabled)"
-        if missing := self.options.missing:
-            return f"no Telegram bot configured (set {', '.join(missing)})"
-        return None
 
     @property
     def can_send(self) -> bool:

@@ -81,6 +81,7 @@ class TwilioConnector(Connector):
     """Receives SMS, WhatsApp messages and calls, and status callbacks; sends answers."""
 
     channel: ClassVar[Channel] = Channel.SMS
+    unconfigured: ClassVar[str] = "no Twilio account configured"
     capabilities: ClassVar[Capabilities] = Capabilities(
         can_send=True, conversational=True, attachments_in=True
     )
@@ -99,14 +100,6 @@ class TwilioConnector(Connector):
     @classmethod
     def options_key(cls) -> str:
         return "twilio"
-
-    @property
-    def disabled_reason(self) -> str | None:
-        if not self.options.enabled:
-            return "switched off in meldpunt.yaml (channels.twilio.enabled)"
-        if missing := self.options.missing:
-            return f"no Twilio account configured (set {', '.join(missing)})"
-        return None
 
     def _sender(self, channel: Channel) -> str:
         if channel is Channel.WHATSAPP:

@@ -196,12 +196,6 @@ class WebChatConnector(Connector):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def disabled_reason(self) -> str | None:
-        if not self.options.enabled:
-            return "switched off in meldpunt.yaml (channels.webchat.enabled)"
-        return None
-
     def routes(self) -> Sequence[web.RouteDef]:
         return [
             web.get(WS_PATH, self.on_socket),
