@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 
 # Debian's /usr/bin/chromium is a shell wrapper that adds desktop flags from /etc/chromium.d;
 # the binary itself is more predictable. Other systems have only /usr/bin/chromium.
@@ -116,9 +116,7 @@ def chromium_fixture() -> Iterator[Chromium]:
     """One headless Chromium for the session, with a fresh profile of its own."""
     executable = find_chromium()
     if executable is None:
-        if IN_CI:
-            pytest.fail(f"CI runs the browser tests. {MISSING_CHROMIUM}", pytrace=False)
-        pytest.skip(MISSING_CHROMIUM)
+        unavailable(MISSING_CHROMIUM)
     root = Path(tempfile.mkdtemp(prefix="meldpunt-chromium-"))
     browser = _start_chromium(executable, root / "profile", root / "chromium.log")
     try:

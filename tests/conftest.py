@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -32,6 +32,15 @@ from store.models import table_of
 T = TypeVar("T")
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A real server or tool the test needs is not installed: skip here, fail in CI."""
+    if IN_CI:
+        pytest.fail(f"CI runs every test: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 MISSING_POSTGRES = (
     "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
     "(Debian: apt-get install postgresql; ./scripts/test does it for you)"
@@ -201,9 +210,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     """A running PostgreSQL server for the whole session; skips (fails in CI) without one."""
     bindir = find_postgres_bindir()
     if bindir is None:
-        if IN_CI:
-            pytest.fail(f"CI needs a real PostgreSQL server. {MISSING_POSTGRES}", pytrace=False)
-        pytest.skip(MISSING_POSTGRES)
+        unavailable(MISSING_POSTGRES)
     cluster = PostgresCluster(bindir)
     try:
         cluster.start()
