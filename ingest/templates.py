@@ -88,6 +88,7 @@ class Templates:
             lstrip_blocks=True,
             auto_reload=False,
         )
+        self._found: dict[tuple[Notice, str, str | None], Template] = {}
         self._env.filters["day"] = _day
         self._env.filters["moment"] = _moment
 
@@ -136,7 +137,11 @@ class Templates:
     def has_kind_text(self, notice: Notice, kind: str, language: str | None) -> bool:
         """Whether the town wrote ``notice`` for ``kind`` in the citizen's language."""
         lang = self.language(language)
-        return (self.folder / lang / f"{notice.value}.{kind}.j2").is_file()
+        try:
+            template = self._template(notice, lang, kind)
+        except TemplateProblem:
+            return False
+        return template.name == f"{lang}/{notice.value}.{kind}.j2"
 
     def check(self, sample: Mapping[str, Any]) -> list[str]:
         """Every problem with the templates, each as one line; empty when all render."""
@@ -152,6 +157,14 @@ class Templates:
         return sorted(set(problems))
 
     def _template(self, notice: Notice, lang: str, kind: str | None) -> Template:
+        """The template for the notice, looked up once: acknowledgements are on intake's path,
+        and Jinja2 caches what it found but not what it did not (a kind without its own text)."""
+        key = (notice, lang, kind)
+        if (found := self._found.get(key)) is None:
+            found = self._found[key] = self._select(notice, lang, kind)
+        return found
+
+    def _select(self, notice: Notice, lang: str, kind: str | None) -> Template:
         names = [f"{lang}/{notice.value}.j2"]
         if kind:
             names.insert(0, f"{lang}/{notice.value}.{kind}.j2")

@@ -382,10 +382,6 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
         ),
     )
 
-    for problem in template_problems(config):
-        # Not fatal: an acknowledgement whose template fails goes out in the plain words.
-        log.error("notice template problem", problem=problem)
-
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if should_migrate:
             await upgrade(db)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from meldpunt.config import ConfigError, LoadedConfig, load_config
@@ -312,10 +313,13 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from meldpunt.app import RUNTIME, StartupError, create_app
+    from meldpunt.app import RUNTIME, StartupError, create_app, template_problems
 
     config = _load(args)
     configure_logging(config.settings.log_level)
+    for problem in template_problems(config):
+        # Not fatal: an acknowledgement whose template fails goes out in the plain words.
+        structlog.get_logger("meldpunt").error("notice template problem", problem=problem)
     try:
         import uvloop
 

@@ -460,3 +460,19 @@ def test_help_names_every_command_and_the_serve_options(cli: Cli) -> None:
         assert f"\n    {command} " in top.stdout, command
     assert "--config" in top.stdout
     assert "--host" in serve.stdout and "--port" in serve.stdout
+
+
+def test_check_config_names_each_broken_notice_template(cli: Cli) -> None:
+    assert cli.config is not None
+    templates = cli.config.parent / "templates"
+    (templates / "fr" / "survey.j2").write_text(
+        "{% block text %}Merci {{ nom }}.{% endblock %}", encoding="utf-8"
+    )
+    (templates / "en" / "resolved.j2").unlink()  # English falls back to the town's Dutch one
+    (templates / "nl" / "resolved.j2").unlink()
+    done = cli.run("check-config")
+    assert done.returncode == 1
+    assert "fr/survey.j2: 'nom' is undefined" in done.stderr
+    assert "no template for resolved" in done.stderr and "nl/resolved.j2" in done.stderr
+    assert "notice template(s) need fixing" in done.stderr
+    assert "configuration OK" not in done.stdout
