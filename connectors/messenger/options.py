@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from connectors.options import HttpBase
 from ingest.files import PHOTO_AND_PDF_TYPES
 
 GRAPH_API = "https://graph.facebook.com"
@@ -33,7 +34,7 @@ class MessengerOptions(BaseModel):
     # The Page access token (pages_messaging); empty: webhooks are refused, nothing is sent.
     page_token: SecretStr = SecretStr("")
     # Only tests and staging point this elsewhere; empty means Meta's own Graph API.
-    graph_base: str = ""
+    graph_base: HttpBase = ""
     graph_version: str = "v21.0"
     # Between 24 hours and 7 days after the citizen's last message, send with the HUMAN_AGENT
     # tag. Meta must have approved the Page's app for it; otherwise switch it off.
@@ -52,14 +53,6 @@ class MessengerOptions(BaseModel):
         ]
     )
     timeout_seconds: float = Field(default=20.0, gt=0)
-
-    @field_validator("graph_base")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        value = value.strip()
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
     @field_validator("graph_version")
     @classmethod

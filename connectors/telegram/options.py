@@ -10,6 +10,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from connectors.options import HttpBase
 from ingest.files import PHOTO_AND_PDF_TYPES
 
 TELEGRAM_API = "https://api.telegram.org"
@@ -56,7 +57,7 @@ class TelegramOptions(BaseModel):
     bot_token: SecretStr = SecretStr("")
     webhook_secret: SecretStr = SecretStr("")
     # Only tests, staging or a self-hosted Bot API server point this elsewhere.
-    api_base: str = ""
+    api_base: HttpBase = ""
     # Telegram lets a bot fetch files of at most 20 MB; larger ones are noted, not fetched.
     max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     allowed_media_types: list[str] = Field(
@@ -71,13 +72,6 @@ class TelegramOptions(BaseModel):
     )
     timeout_seconds: float = Field(default=20.0, gt=0)
     welcome: WelcomeTexts = Field(default_factory=WelcomeTexts)
-
-    @field_validator("api_base")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
     @field_validator("bot_token")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from connectors.options import HttpBase
 from ingest.files import PHOTO_AND_PDF_TYPES
 
 TWILIO_API = "https://api.twilio.com"
@@ -67,7 +68,7 @@ class TwilioOptions(BaseModel):
     account_sid: str = ""
     auth_token: SecretStr = SecretStr("")
     # Only tests and staging point this elsewhere; empty means Twilio's own API.
-    api_base: str = ""
+    api_base: HttpBase = ""
     # E.164, e.g. +3250123456; empty: no SMS is sent (SMS still comes in if the number exists).
     sms_number: str = ""
     # The WhatsApp sender's number, with or without the "whatsapp:" prefix.
@@ -88,13 +89,6 @@ class TwilioOptions(BaseModel):
     )
     timeout_seconds: float = Field(default=20.0, gt=0)
     voice: VoiceOptions = Field(default_factory=VoiceOptions)
-
-    @field_validator("api_base")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
     @field_validator("sms_number", "whatsapp_sender")
     @classmethod
