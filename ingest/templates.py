@@ -5,7 +5,7 @@
 acknowledgement names the complaint procedure). A template fills blocks:
 
 - ``subject``: the e-mail subject (the reference is added by the e-mail channel when missing);
-- ``text``: the message itself, required; e-mail sends it as text and as simple HTML;
+- ``text``: the message itself, required (the e-mail channel adds simple HTML made from it);
 - ``sms``: a shorter form for SMS (optional, else ``text``);
 - ``chat``: a form for chat channels (WhatsApp, Messenger, Telegram, web chat; optional).
 
@@ -17,7 +17,6 @@ and ``moment`` filters in the citizen's language ("maandag 30 november om 09:30"
 from __future__ import annotations
 
 import enum
-import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,7 +67,6 @@ class Notice(enum.StrEnum):
 class Rendered:
     subject: str | None
     text: str
-    html: str | None = None
 
 
 class TemplateProblem(Exception):
@@ -130,9 +128,7 @@ class Templates:
             text = blocks["sms"]
         elif channel in _CHAT and blocks.get("chat"):
             text = blocks["chat"]
-        subject = blocks.get("subject") or None
-        as_html = _html(text) if channel is Channel.EMAIL else None
-        return Rendered(subject=subject, text=text, html=as_html)
+        return Rendered(subject=blocks.get("subject") or None, text=text)
 
     def has_kind_text(self, notice: Notice, kind: str, language: str | None) -> bool:
         """Whether the town wrote ``notice`` for ``kind`` in the citizen's language."""
@@ -207,16 +203,3 @@ def _tidy(text: str) -> str:
     """Template output without trailing spaces and with at most one blank line in a row."""
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
-
-
-_URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
-
-
-def _html(text: str) -> str:
-    """Simple HTML for the text: paragraphs, line breaks, links; everything else escaped."""
-    paragraphs = []
-    for block in text.split("\n\n"):
-        escaped = html.escape(block)
-        linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
-        paragraphs.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
-    return "\n".join(paragraphs)
