@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
-from inbox import contact_events, quarantine, tickets
+from inbox import contact_events, quarantine, stats, tickets
 from inbox.auth import STAFF, bearer_auth
 from inbox.errors import ApiError, BadRequestError, UnprocessableError
 from inbox.openapi import DEFAULT_LIMIT, MAX_LIMIT, PUBLIC_OPERATIONS, build_document
@@ -39,8 +39,10 @@ from inbox.schemas import (
     TransferRequest,
 )
 from ingest.files import AttachmentStore
+from ingest.followup import FollowUp
 from ingest.model import Channel, Kind, TicketStatus
 from store.db import Database
+from store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,9 @@ class ApiContext:
     retry_quarantined: quarantine.RetryHook | None = None
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
     submit: contact_events.Submit | None = None
+    # The town's deadlines and notices: resolving, pausing and reopening move the ticket's
+    # timers and send the "it's done" notice. Without it status changes only change status.
+    followup: FollowUp | None = None
 
     def __post_init__(self) -> None:
         # A read-only copy: the context is shared by every request.
@@ -230,6 +235,15 @@ def _many(request: web.Request, name: str, valid: Collection[str]) -> list[str]:
     return values
 
 
+def _flag(request: web.Request, name: str) -> bool | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise _invalid(name, f"{name} must be true or false", got=value)
+    return value == "true"
+
+
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
@@ -276,7 +290,9 @@ async def list_departments(request: web.Request) -> web.Response:
 
 async def list_tickets(request: web.Request) -> web.Response:
     ctx = _context(request)
-    _only_known(request, ("status", "department", "kind", "channel", "q", "limit", "cursor"))
+    _only_known(
+        request, ("status", "department", "kind", "channel", "overdue", "q", "limit", "cursor")
+    )
     query = request.query.get("q", "").strip()
     if len(query) > MAX_QUERY_LENGTH:
         raise _invalid("q", f"q may be at most {MAX_QUERY_LENGTH} characters")
@@ -286,6 +302,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         kinds=_many(request, "kind", list(Kind)),
         channels=_many(request, "channel", list(Channel)),
         subject_contains=query or None,
+        overdue=_flag(request, "overdue"),
     )
     limit = _limit(request)
     async with ctx.db.session() as session:
@@ -322,6 +339,7 @@ async def reply_to_ticket(request: web.Request) -> web.Response:
             body,
             store=ctx.files,
             attachments=files,
+            followup=ctx.followup,
         )
     return _json(message, 201)
 
@@ -360,7 +378,12 @@ async def change_ticket_status(request: web.Request) -> web.Response:
     body = await _body(request, StatusRequest)
     async with ctx.db.session() as session:
         summary = await tickets.change_status(
-            session, request[STAFF], ctx.departments, request.match_info["reference"], body
+            session,
+            request[STAFF],
+            ctx.departments,
+            request.match_info["reference"],
+            body,
+            followup=ctx.followup,
         )
     return _json(summary)
 
@@ -447,6 +470,23 @@ async def make_ticket_of_contact_event(request: web.Request) -> web.Response:
     return _json(event, 201)
 
 
+async def get_stats(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    _only_known(request, ("from", "to", "department", "channel", "kind"))
+    now = utcnow()
+    start, end = stats.parse_period(request.query.get("from"), request.query.get("to"), now)
+    query = stats.StatsQuery(
+        start,
+        end,
+        departments=_many(request, "department", list(ctx.departments)),
+        channels=_many(request, "channel", list(Channel)),
+        kinds=_many(request, "kind", list(Kind)),
+    )
+    async with ctx.db.session() as session:
+        result = await stats.ticket_stats(session, request[STAFF], query, now)
+    return _json(result)
+
+
 # Route names are the OpenAPI operation ids; a test keeps this table and the document in step.
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/openapi.json", get_openapi),
@@ -465,6 +505,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", r"/quarantine/{id:\d+}/retry", retry_quarantined),
     ("GET", r"/contacts/{id:\d+}/events", list_contact_events),
     ("POST", r"/contact-events/{id:\d+}/ticket", make_ticket_of_contact_event),
+    ("GET", "/stats", get_stats),
 )
 
 

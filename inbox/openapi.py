@@ -29,6 +29,7 @@ from inbox.schemas import (
     QuarantinePage,
     ReplyRequest,
     RetryResult,
+    Stats,
     StatusRequest,
     TicketDetail,
     TicketPage,
@@ -387,6 +388,38 @@ OPERATIONS: tuple[Operation, ...] = (
             409: "The event is already a ticket.",
         },
     ),
+    Operation(
+        "GET",
+        "/stats",
+        "get_stats",
+        "stats",
+        "Statistics over the tickets created in a period",
+        Stats,
+        description="Counts per channel, kind, department, status and ISO week (UTC), response "
+        "times, deadlines, satisfaction and transfers, over the tickets created from 'from' "
+        "(included) to 'to' (not included) that match the filters. Agents get statistics of "
+        "their own departments only (403 when they ask for another); admins and operators of "
+        "all. Departments are the ones the tickets are with now. Compliments count in the "
+        "totals but not in response times: they are closed as they arrive.",
+        params=(
+            Param(
+                "from",
+                "Start of the period, included: a date (2026-11-01, midnight UTC) or a date-time "
+                "with an offset (2026-11-01T08:00:00Z). Default: 30 days before 'to'.",
+                {"type": "string"},
+            ),
+            Param(
+                "to",
+                "End of the period, not included, written like 'from'. Default: now.",
+                {"type": "string"},
+            ),
+            _many("department", "Only tickets of these department ids.", {"type": "string"}),
+            _many("channel", "Only tickets that came in on these channels.", _ref("Channel")),
+            _many("kind", "Only tickets of these kinds.", _ref("Kind")),
+        ),
+        errors=(400, 403),
+        error_descriptions={403: "An agent asked for a department outside their own."},
+    ),
 )
 
 PUBLIC_OPERATIONS = frozenset(op.operation_id for op in OPERATIONS if op.public)
@@ -504,6 +537,7 @@ def build_document(server_url: str = "/api/v1") -> dict[str, Any]:
                 "name": "contacts",
                 "description": "What happened with a citizen outside tickets: calls answered.",
             },
+            {"name": "stats", "description": "Counts, response times, deadlines, satisfaction."},
         ],
         "paths": paths,
         "components": {

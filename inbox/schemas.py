@@ -176,7 +176,18 @@ class TransferRequest(_Request):
 
 class StatusRequest(_Request):
     status: TicketStatus
-    reason: Reason | None = None
+    reason: Reason | None = Field(
+        default=None,
+        description="Why; required to resolve (or close) a ticket without an answer to the "
+        "citizen.",
+    )
+    answer: Text | None = Field(
+        default=None,
+        description=(
+            "Only with status 'resolved': the answer to the citizen. It goes out on the "
+            "ticket's reply channel in the town's 'resolved' notice."
+        ),
+    )
 
 
 class ContactEventTicketRequest(_Request):
@@ -257,6 +268,20 @@ class Location(_Response):
     address: str | None
 
 
+class TicketDeadlines(_Response):
+    """The ticket's clock; all null when no deadline policy applies (compliments)."""
+
+    policy: str | None = Field(description="The deadline policy from the configuration.")
+    first_answer_due: Timestamp | None
+    first_answered_at: Timestamp | None
+    resolution_due: Timestamp | None
+    paused: bool = Field(description="The ticket waits for the citizen; the clock stands still.")
+    overdue: bool = Field(description="A deadline has passed and is not met yet.")
+    escalated_at: Timestamp | None = Field(
+        description="When a missed deadline or a low satisfaction score escalated the ticket."
+    )
+
+
 class TicketSummary(_Response):
     reference: str
     subject: str | None
@@ -272,6 +297,8 @@ class TicketSummary(_Response):
     created_at: Timestamp
     updated_at: Timestamp
     resolved_at: Timestamp | None
+    deadlines: TicketDeadlines
+    satisfaction: int | None = Field(description="The citizen's score (1-5) in the survey.")
 
 
 class TicketPage(_Response):
@@ -341,6 +368,12 @@ class TicketDetail(TicketSummary):
     contact: ContactDetail
     reply_address: str | None
     language: str | None
+    follows: str | None = Field(
+        description="The reference of the earlier ticket this one continues (the citizen wrote "
+        "again after it was closed)."
+    )
+    survey: str | None = Field(description="'asked', 'unclear', 'answered' or null (not asked).")
+    satisfaction_comment: str | None
     location: Location | None
     messages: list[MessageOut] = Field(description="Oldest first.")
     events: list[EventOut] = Field(description="The ticket's history, oldest first.")
@@ -419,3 +452,92 @@ class ContactEventOut(_Response):
 
 class ContactEventList(_Response):
     items: list[ContactEventOut] = Field(description="Newest first.")
+
+
+# Statistics (GET /stats)
+
+
+class StatsPeriod(_Response):
+    model_config = ConfigDict(frozen=True, serialize_by_alias=True, validate_by_name=True)
+
+    start: Timestamp = Field(alias="from", description="Start of the period, included.")
+    end: Timestamp = Field(alias="to", description="End of the period, not included.")
+
+
+class StatsCount(_Response):
+    key: str
+    count: int
+
+
+class StatsDurations(_Response):
+    """How long something took, over the tickets where it happened."""
+
+    count: int = Field(description="How many tickets were measured.")
+    median_seconds: int | None = Field(description="Null when no ticket was measured.")
+    p90_seconds: int | None = Field(
+        description="90th percentile: nine in ten tickets took this long or less. Null when no "
+        "ticket was measured."
+    )
+
+
+class StatsResponseTimes(_Response):
+    """Compliments are left out: they are closed as they arrive."""
+
+    first_answer: StatsDurations = Field(
+        description="From the ticket's creation to the first answer sent to the citizen."
+    )
+    resolution: StatsDurations = Field(
+        description="From the ticket's creation to its resolution (tickets resolved or closed "
+        "and not reopened since)."
+    )
+
+
+class StatsDeadlines(_Response):
+    first_answer_missed: int = Field(
+        description="Tickets answered after their first-answer deadline, or still unanswered "
+        "with the deadline passed."
+    )
+    overdue_now: int = Field(
+        description="Tickets still new, open or pending with a deadline (first answer or "
+        "resolution) passed and not met yet."
+    )
+    escalated: int = Field(
+        description="Tickets escalated to a lead (a deadline passed unmet, or a low score)."
+    )
+
+
+class StatsSatisfaction(_Response):
+    asked: int = Field(description="Tickets whose citizen got the satisfaction question.")
+    answered: int = Field(description="Tickets with a score.")
+    average: float | None = Field(description="The average score, 1 to 5; null without scores.")
+    distribution: dict[str, int] = Field(
+        description='How many tickets got each score, keys "1" to "5", all present.'
+    )
+
+
+class StatsTransfers(_Response):
+    count: int = Field(description="Transfers between departments.")
+    tickets: int = Field(description="Tickets transferred at least once.")
+
+
+class Stats(_Response):
+    """Statistics over the tickets created in a period that the caller may see."""
+
+    period: StatsPeriod
+    total: int = Field(description="Tickets created in the period.")
+    by_channel: list[StatsCount] = Field(
+        description="Per channel the ticket came in on; most first, then by key."
+    )
+    by_kind: list[StatsCount] = Field(description="Per kind; most first, then by key.")
+    by_department: list[StatsCount] = Field(
+        description="Per department the ticket is with now; most first, then by key."
+    )
+    by_status: list[StatsCount] = Field(description="Per current status; most first, then by key.")
+    by_week: list[StatsCount] = Field(
+        description="Per ISO week of creation in UTC (key like 2026-W48), oldest first, from the "
+        "first to the last week with tickets, weeks without tickets included."
+    )
+    response_times: StatsResponseTimes
+    deadlines: StatsDeadlines
+    satisfaction: StatsSatisfaction
+    transfers: StatsTransfers

@@ -42,12 +42,14 @@ from inbox.schemas import (
     ReplyRequest,
     StaffRef,
     StatusRequest,
+    TicketDeadlines,
     TicketDetail,
     TicketPage,
     TicketSummary,
     TransferRequest,
 )
 from ingest.files import AttachmentStore
+from ingest.followup import FollowUp, reopen_values, reschedule, resume_values
 from ingest.model import (
     REPLY_IDENTITY,
     Channel,
@@ -59,6 +61,7 @@ from ingest.model import (
     TicketStatus,
 )
 from ingest.sms import sms_segments
+from ingest.templates import Notice
 from store.models import (
     AttachmentRow,
     Contact,
@@ -95,6 +98,8 @@ REOPEN_FROM_CLOSED = "only an admin or operator may reopen a closed ticket"
 # form, app, desk) cannot carry a staff reply on their own.
 
 REPLY_PURPOSE = "reply"
+# The answer that goes with resolving: a person's answer like a reply (never "automatic").
+RESOLVED_PURPOSE = "reply"
 # Notes are written in the inbox, so they are recorded on the desk channel and never sent.
 NOTE_CHANNEL = Channel.DESK
 
@@ -170,6 +175,8 @@ class TicketFilter:
     kinds: Collection[str] = ()
     channels: Collection[str] = ()
     subject_contains: str | None = None
+    # True: only tickets past a deadline; False: only those that are not; None: all.
+    overdue: bool | None = None
 
 
 def _like_pattern(text: str) -> str:
@@ -197,6 +204,11 @@ async def list_tickets(
     ):
         if values:
             query = query.where(col(column).in_(sorted(values)))
+    if filters.overdue is not None:
+        late = overdue_clause(utcnow())
+        query = query.where(
+            late if filters.overdue else sa.not_(sa.func.coalesce(late, sa.false()))
+        )
     if filters.subject_contains:
         query = query.where(
             col(Ticket.subject).ilike(_like_pattern(filters.subject_contains), escape="\\")
@@ -228,6 +240,28 @@ async def list_tickets(
     )
 
 
+def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
+    """Active tickets with a deadline passed and not met (pending ones wait: their clock stops)."""
+    return sa.and_(
+        col(Ticket.status).in_((NEW.value, OPEN.value)),
+        sa.or_(
+            sa.and_(col(Ticket.first_answered_at).is_(None), col(Ticket.first_answer_due) < now),
+            col(Ticket.resolution_due) < now,
+        ),
+    )
+
+
+def _is_overdue(ticket: Ticket, now: datetime) -> bool:
+    if ticket.status not in (NEW, OPEN):
+        return False
+    late_answer = (
+        ticket.first_answered_at is None
+        and ticket.first_answer_due is not None
+        and ticket.first_answer_due < now
+    )
+    return late_answer or (ticket.resolution_due is not None and ticket.resolution_due < now)
+
+
 def _summary(ticket: Ticket, contact: Contact, departments: Mapping[str, str]) -> TicketSummary:
     assert contact.id is not None
     return TicketSummary(
@@ -245,6 +279,16 @@ def _summary(ticket: Ticket, contact: Contact, departments: Mapping[str, str]) -
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
         resolved_at=ticket.resolved_at,
+        deadlines=TicketDeadlines(
+            policy=ticket.deadline_policy,
+            first_answer_due=ticket.first_answer_due,
+            first_answered_at=ticket.first_answered_at,
+            resolution_due=ticket.resolution_due,
+            paused=ticket.status == PENDING,
+            overdue=_is_overdue(ticket, utcnow()),
+            escalated_at=ticket.escalated_at,
+        ),
+        satisfaction=ticket.satisfaction,
     )
 
 
@@ -380,6 +424,13 @@ async def ticket_detail(
         ),
         reply_address=ticket.reply_address,
         language=ticket.language,
+        follows=await session.scalar(
+            sa.select(col(Ticket.reference)).where(col(Ticket.id) == ticket.follows_id)
+        )
+        if ticket.follows_id is not None
+        else None,
+        survey=ticket.survey_state,
+        satisfaction_comment=ticket.satisfaction_comment,
         location=Location(
             latitude=ticket.location_lat,
             longitude=ticket.location_lon,
@@ -449,6 +500,64 @@ def _set_status(
     )
 
 
+async def _follow_status(
+    session: AsyncSession,
+    ticket: Ticket,
+    followup: FollowUp | None,
+    previous: TicketStatus,
+    now: datetime,
+) -> None:
+    """Move the ticket's clock with its status: it stands still while the ticket waits for the
+    citizen, a reopened ticket gets a new resolution deadline, and the timers follow."""
+    target = TicketStatus(ticket.status)
+    if target == PENDING and previous != PENDING:
+        ticket.paused_since = now
+    elif previous == PENDING and target == OPEN and followup is not None:
+        for key, value in resume_values(followup, ticket.model_dump(), now).items():
+            setattr(ticket, key, value)
+    elif previous in (RESOLVED, CLOSED) and target == OPEN and followup is not None:
+        for key, value in reopen_values(followup, ticket.model_dump(), now).items():
+            setattr(ticket, key, value)
+    elif target in (RESOLVED, CLOSED):
+        ticket.paused_since = None
+    if followup is not None:
+        await session.flush()
+        assert ticket.id is not None
+        await reschedule(await session.connection(), followup, ticket.id, now)
+
+
+def _answered(ticket: Ticket, now: datetime) -> None:
+    if ticket.first_answered_at is None:
+        ticket.first_answered_at = now
+
+
+def _resolved_text(
+    followup: FollowUp | None,
+    ticket: Ticket,
+    contact: Contact,
+    channel: Channel,
+    answer: str,
+) -> tuple[str | None, str]:
+    """The 'it's done' notice around a member of staff's answer; the answer alone without one."""
+    rendered = (
+        followup.render(
+            Notice.RESOLVED,
+            language=ticket.language or contact.language,
+            channel=channel,
+            kind=ticket.kind,
+            values={
+                "reference": ticket.reference,
+                "name": contact.display_name,
+                "reply": answer,
+                "department": followup.department_name(ticket.department),
+            },
+        )
+        if followup is not None
+        else None
+    )
+    return rendered if rendered is not None else (None, answer)
+
+
 async def _reply_address(
     session: AsyncSession, ticket: Ticket, override: Channel | None
 ) -> tuple[str, str | None]:
@@ -501,6 +610,7 @@ async def reply(
     *,
     store: AttachmentStore,
     attachments: Sequence[ReplyFile] = (),
+    followup: FollowUp | None = None,
 ) -> MessageOut:
     """Queue a reply to the citizen in the outbox and record it on the ticket.
 
@@ -518,13 +628,20 @@ async def reply(
         _check_transition(staff, current, request.status)
     channel, recipient = await _reply_address(session, ticket, request.channel)
     subject = None
-    if channel == Channel.EMAIL:
+    text = request.text
+    if target == RESOLVED:
+        # Resolving with this answer: the citizen reads it in the town's "it's done" notice.
+        contact = await session.get_one(Contact, ticket.contact_id)
+        subject, text = _resolved_text(followup, ticket, contact, Channel(channel), request.text)
+    if channel == Channel.EMAIL and subject is None:
         # The reference in the subject lets ingest thread the citizen's answer to this ticket.
         subject = (
             f"Re: {ticket.subject} [{ticket.reference}]"
             if ticket.subject
             else f"[{ticket.reference}]"
         )
+    elif channel != Channel.EMAIL:
+        subject = None
     # On disk before the rows that name them are committed, as ingest does it: a stored reply
     # never points at a missing file. A transaction that fails later leaves an unreferenced file,
     # which costs only space.
@@ -537,7 +654,7 @@ async def reply(
                 ticket_id=ticket.id,
                 channel=channel,
                 recipient=recipient,
-                text=request.text,
+                text=text,
                 purpose=REPLY_PURPOSE,
                 subject=subject,
                 author_user_id=staff.id,
@@ -564,9 +681,11 @@ async def reply(
             now,
         )
     )
+    _answered(ticket, now)
     if target is not None and target != current:
         _set_status(session, ticket, staff, target, "reply", now)
     ticket.updated_at = now
+    await _follow_status(session, ticket, followup, current, now)
     message = await session.get_one(Message, message_id)
     [out] = await _messages_out(session, [message])
     return out
@@ -657,14 +776,65 @@ async def change_status(
     departments: Mapping[str, str],
     reference: str,
     request: StatusRequest,
+    *,
+    followup: FollowUp | None = None,
 ) -> TicketSummary:
-    """Move the ticket along ``TRANSITIONS``."""
+    """Move the ticket along ``TRANSITIONS``.
+
+    Resolving takes an ``answer``, sent to the citizen in the "it's done" notice, or a
+    ``reason`` why the citizen gets none; closing a ticket that was never resolved too.
+    """
     ticket = await visible_ticket(session, staff, reference, for_update=True)
-    _check_transition(staff, TicketStatus(ticket.status), request.status)
+    assert ticket.id is not None
+    current = TicketStatus(ticket.status)
+    _check_transition(staff, current, request.status)
+    if request.answer is not None and request.status != RESOLVED:
+        raise UnprocessableError(
+            "answer_not_allowed", "an answer goes with status 'resolved' only; use a reply"
+        )
+    finishing = request.status == RESOLVED or (request.status == CLOSED and current != RESOLVED)
+    if finishing and request.answer is None and request.reason is None:
+        raise UnprocessableError(
+            "reason_required",
+            f"a ticket {request.status} without an answer to the citizen needs a reason "
+            "(or send an answer with it)",
+            {"status": request.status},
+        )
     now = utcnow()
+    contact = await session.get_one(Contact, ticket.contact_id)
+    if request.answer is not None:
+        channel, recipient = await _reply_address(session, ticket, None)
+        subject, text = _resolved_text(followup, ticket, contact, Channel(channel), request.answer)
+        if channel == Channel.EMAIL and subject is None:
+            subject = f"[{ticket.reference}]"
+        [(message_id, outbox_id)] = await queue_outbound(
+            await session.connection(),
+            [
+                OutboundDraft(
+                    ticket_id=ticket.id,
+                    channel=channel,
+                    recipient=recipient,
+                    text=text,
+                    purpose=RESOLVED_PURPOSE,
+                    subject=subject if channel == Channel.EMAIL else None,
+                    author_user_id=staff.id,
+                )
+            ],
+            now,
+        )
+        session.add(
+            _event(
+                ticket,
+                staff,
+                "replied",
+                {"message_id": message_id, "outbox_id": outbox_id, "channel": channel},
+                now,
+            )
+        )
+        _answered(ticket, now)
     _set_status(session, ticket, staff, request.status, request.reason, now)
     ticket.updated_at = now
-    contact = await session.get_one(Contact, ticket.contact_id)
+    await _follow_status(session, ticket, followup, current, now)
     return _summary(ticket, contact, departments)
 
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from ingest.deadlines import Calendar, Duration, Unit
-from ingest.model import Channel
+from ingest.model import Channel, Kind
 from ingest.templates import Notice, TemplateProblem, Templates
 
 log = structlog.get_logger("meldpunt.acknowledge")
@@ -141,7 +141,10 @@ class TemplatedAcknowledgement:
             "message": request.text if request.source in _COPY_FROM else None,
         }
         notice = Notice.ACKNOWLEDGEMENT if open_now else Notice.ACKNOWLEDGEMENT_CLOSED
-        if (
+        if request.kind == Kind.COMPLIMENT.value:
+            # A compliment needs no answer: the citizen is thanked and it goes to the team.
+            notice = Notice.COMPLIMENT_THANKS
+        elif (
             notice is Notice.ACKNOWLEDGEMENT_CLOSED
             and not self.templates.has_kind_text(notice, request.kind, request.language)
             and self.templates.has_kind_text(Notice.ACKNOWLEDGEMENT, request.kind, request.language)
@@ -179,4 +182,10 @@ def sample_values(town: Mapping[str, Any], timezone: str) -> dict[str, Any]:
         "survey_url": "https://meldpunt.example/survey/example",
         "ombudsman": {"name": "de ombudsdienst", "email": "", "phone": "", "url": ""},
         "score": 2,
+        # Only the notices to staff (``STAFF_NOTICES``) use these.
+        "subject": "Glas op het fietspad",
+        "ticket_url": "https://meldpunt.example/tickets/1750-000001",
+        "deadline": "first_answer",
+        "due": moment,
+        "comment": "Het duurde veel te lang.",
     }

@@ -40,7 +40,16 @@ from store.models import (
     TicketEvent,
     table_of,
 )
-from store.outbox import FAILED, PENDING, SENDING, SENT, UNCERTAIN, WAITING, backoff
+from store.outbox import (
+    FAILED,
+    PENDING,
+    SENDING,
+    SENT,
+    STAFF_PURPOSES,
+    UNCERTAIN,
+    WAITING,
+    backoff,
+)
 
 log = structlog.get_logger("meldpunt.dispatch")
 
@@ -264,7 +273,11 @@ class Dispatcher:
         r = row._mapping
         channel = Channel(str(r["channel"]))
         try:
-            in_reply_to, references = await self._thread_of(int(r["ticket_id"]), channel)
+            in_reply_to, references = (
+                ((), ())
+                if r["purpose"] in STAFF_PURPOSES
+                else await self._thread_of(int(r["ticket_id"]), channel)
+            )
             attachments = await self._attachments_of(int(r["message_id"]))
             last_inbound_at = None
             if channel in self._windowed:

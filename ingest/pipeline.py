@@ -25,6 +25,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ingest.acknowledge import Acknowledgement, AckRequest, minimal_acknowledgement
 from ingest.codec import message_to_envelope
+from ingest.followup import (
+    FollowUp,
+    SurveyReply,
+    TicketClock,
+    new_timer_rows,
+    notify_staff,
+    read_survey_reply,
+    record_opt_out,
+    record_survey_answer,
+    record_unclear,
+    reopen_values,
+    reschedule,
+    resume_values,
+)
 from ingest.identity import normalise_contact
 from ingest.model import (
     REPLY_IDENTITY,
@@ -40,6 +54,7 @@ from ingest.model import (
     RawPayload,
     TicketStatus,
 )
+from ingest.templates import Notice
 from router.rules import Decision, RoutingInput, RuleSet
 from store.batch import insert_many, insert_rows
 from store.models import (
@@ -52,6 +67,7 @@ from store.models import (
     OutboxRow,
     Ticket,
     TicketEvent,
+    Timer,
     table_of,
 )
 from store.models import (
@@ -74,6 +90,7 @@ JOURNAL = table_of(JournalEntry)
 COUNTERS = table_of(CounterRow)
 OUTBOX = table_of(OutboxRow)
 CONTACT_EVENTS = table_of(ContactEvent)
+TIMERS = table_of(Timer)
 
 _FALLBACK_REPLY = ((IdentityKind.EMAIL, Channel.EMAIL), (IdentityKind.PHONE, Channel.SMS))
 # Delivery only moves forward: sent < delivered < read.
@@ -86,7 +103,14 @@ _DELIVERY_RANK = {
     DeliveryStatus.READ.value: 4,
 }
 OPEN_STATES = (TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value)
+FINISHED_STATES = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
 REFERENCE_COUNTER = "ticket_reference"
+# A citizen writing on a resolved ticket within this time reopens it (FollowUp.reopen_within
+# when the town's follow-up is configured).
+REOPEN_WITHIN = timedelta(days=14)
+# Finished tickets of a chat or phone conversation older than this are not looked up to link a
+# new ticket to: the link is for "the same matter again", not for every ticket of a citizen.
+_LINK_WITHIN = timedelta(days=90)
 
 INTAKE_MESSAGES = Counter(
     "meldpunt_intake_messages_total",
@@ -114,6 +138,12 @@ class IntakePolicy:
     # At most this many acknowledgements to one address in an hour (None: no limit), so a
     # flood of mail from one sender, or a loop with another robot, does not answer each one.
     acknowledgements_per_hour: int | None = 3
+    # Deadlines, timers, surveys and compliments (ingest.followup); None: none of these.
+    followup: FollowUp | None = None
+
+    @property
+    def reopen_within(self) -> timedelta:
+        return self.followup.reopen_within if self.followup else REOPEN_WITHIN
 
 
 @dataclass(slots=True)
@@ -132,6 +162,10 @@ class _Plan:
     duplicate_of: str | None = None
     duplicate: bool = False
     reopened_from: str | None = None
+    # A finished ticket this message is about, too old to reopen: the new ticket links to it.
+    follows: int | None = None
+    # How the message answers the survey of its ticket, when it does.
+    survey: SurveyReply | None = None
 
 
 @dataclass(slots=True)
@@ -140,6 +174,9 @@ class _NewTicket:
     decision: Decision
     reference: str = ""
     row_id: int = 0
+    kind: str = ""
+    language: str | None = None
+    row: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -150,6 +187,9 @@ class _Lookups:
     by_reference: dict[str, int] = field(default_factory=dict)
     by_conversation: dict[tuple[str, int], int] = field(default_factory=dict)
     existing: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Open surveys of known contacts, by (contact, channel the survey went out on).
+    surveys: dict[tuple[int, str], int] = field(default_factory=dict)
+    languages: dict[int, str | None] = field(default_factory=dict)
 
 
 def routing_input(msg: InboundMessage) -> RoutingInput:
@@ -595,7 +635,9 @@ def _journal_row(
     }
 
 
-async def _lookup(conn: AsyncConnection, msgs: Sequence[InboundMessage]) -> _Lookups:
+async def _lookup(
+    conn: AsyncConnection, msgs: Sequence[InboundMessage], now: datetime, policy: IntakePolicy
+) -> _Lookups:
     """Everything the batch needs from the database, in a handful of queries."""
     found = _Lookups()
     ext_ids = {m.external_id for m in msgs}
@@ -616,6 +658,12 @@ async def _lookup(conn: AsyncConnection, msgs: Sequence[InboundMessage]) -> _Loo
         )
         for kind, value, contact_id in rows:
             found.identities[(kind, value)] = contact_id
+    contacts = set(found.identities.values())
+    if contacts:
+        languages = await conn.execute(
+            sa.select(CONTACTS.c.id, CONTACTS.c.language).where(CONTACTS.c.id.in_(contacts))
+        )
+        found.languages = {contact_id: language for contact_id, language in languages}
 
     hinted = {h for m in msgs for h in m.hints.message_ids}
     ticket_ids: set[int] = set()
@@ -638,27 +686,35 @@ async def _lookup(conn: AsyncConnection, msgs: Sequence[InboundMessage]) -> _Loo
         conditions.append(TICKETS.c.reference.in_(refs))
     if convs:
         conditions.append(
-            sa.and_(TICKETS.c.conversation.in_(convs), TICKETS.c.status.in_(OPEN_STATES))
+            sa.and_(
+                TICKETS.c.conversation.in_(convs),
+                sa.or_(
+                    TICKETS.c.status.in_(OPEN_STATES), TICKETS.c.updated_at >= now - _LINK_WITHIN
+                ),
+            )
+        )
+    followup = policy.followup
+    if contacts and followup is not None and followup.survey.enabled:
+        conditions.append(
+            sa.and_(
+                TICKETS.c.contact_id.in_(contacts),
+                TICKETS.c.survey_state.in_(("asked", "unclear")),
+                TICKETS.c.survey_sent_at >= now - followup.survey.answer_within,
+            )
         )
     if conditions:
         rows = await conn.execute(
-            sa.select(
-                TICKETS.c.id,
-                TICKETS.c.reference,
-                TICKETS.c.contact_id,
-                TICKETS.c.status,
-                TICKETS.c.updated_at,
-                TICKETS.c.conversation,
-            )
-            .where(sa.or_(*conditions))
-            .order_by(TICKETS.c.updated_at)
+            sa.select(TICKETS).where(sa.or_(*conditions)).order_by(TICKETS.c.updated_at)
         )
         for row in rows.mappings():
             found.tickets[row["id"]] = dict(row)
             found.by_reference[row["reference"]] = row["id"]
-            if row["conversation"] and row["status"] in OPEN_STATES:
-                # Ordered by updated_at, so the most recent open ticket wins.
+            if row["conversation"]:
+                # Ordered by updated_at, so the most recent ticket wins.
                 found.by_conversation[(row["conversation"], row["contact_id"])] = row["id"]
+            if row["survey_state"] in ("asked", "unclear") and row["survey_sent_at"] is not None:
+                channel = row["reply_channel"] or row["origin_channel"]
+                found.surveys[(row["contact_id"], channel)] = row["id"]
     return found
 
 
@@ -758,27 +814,46 @@ async def _allocate_references(conn: AsyncConnection, prefix: str, count: int) -
 
 def _thread(
     plan: _Plan, contact_id: int | None, found: _Lookups, now: datetime, window: timedelta
-) -> int | None:
-    """The open ticket this message continues, if any (ingest owns threading)."""
+) -> tuple[int | None, bool]:
+    """The ticket this message is about, if any (ingest owns threading), and whether the
+    message said so itself (an e-mail header or the reference) rather than by being the next
+    message of a conversation. The ticket may be finished: the caller decides to reopen it or
+    to open a new one linked to it."""
     hints = plan.msg.hints
     channel = plan.msg.channel.value
     for mid in hints.message_ids:
         ticket_id = found.by_message_id.get((channel, mid))
-        if ticket_id is not None and found.tickets.get(ticket_id, {}).get("status") != "closed":
-            return ticket_id
+        if ticket_id is not None and ticket_id in found.tickets:
+            return ticket_id, True
     if hints.reference and contact_id is not None:
         ticket_id = found.by_reference.get(hints.reference)
         ticket = found.tickets.get(ticket_id) if ticket_id is not None else None
         # A quoted reference only joins a ticket of the same citizen: someone forwarding another
         # person's mail must not land in that person's ticket.
-        if ticket and ticket["contact_id"] == contact_id and ticket["status"] != "closed":
-            return int(ticket["id"])
+        if ticket and ticket["contact_id"] == contact_id:
+            return int(ticket["id"]), True
     if hints.conversation and contact_id is not None:
         ticket_id = found.by_conversation.get((hints.conversation, contact_id))
         ticket = found.tickets.get(ticket_id) if ticket_id is not None else None
-        if ticket and now - ticket["updated_at"] <= window:
-            return int(ticket["id"])
-    return None
+        if ticket is None:
+            return None, False
+        # A pending ticket waits for this citizen's answer, however long they take to write.
+        waiting = ticket["status"] == TicketStatus.PENDING.value
+        if waiting or ticket["status"] in FINISHED_STATES or now - ticket["updated_at"] <= window:
+            return int(ticket["id"]), False
+    return None, False
+
+
+def _finished_too_long(ticket: Mapping[str, Any], now: datetime, reopen_within: timedelta) -> bool:
+    """A closed ticket, or one resolved longer ago than it may be reopened."""
+    if ticket["status"] == TicketStatus.CLOSED.value:
+        return True
+    resolved = ticket["resolved_at"]
+    return bool(
+        ticket["status"] == TicketStatus.RESOLVED.value
+        and resolved is not None
+        and now - resolved > reopen_within
+    )
 
 
 async def _persist(
@@ -788,7 +863,7 @@ async def _persist(
     rules: RuleSet,
     policy: IntakePolicy,
 ) -> list[IntakeResult]:
-    found = await _lookup(conn, msgs)
+    found = await _lookup(conn, msgs, now, policy)
     plans = [_Plan(m) for m in msgs]
     seen: dict[tuple[str, str], _Plan] = {}
     new_contacts: list[InboundMessage] = []
@@ -820,7 +895,29 @@ async def _persist(
         plan.contact = contact
 
         existing_contact = contact if isinstance(contact, int) else None
-        ticket_id = _thread(plan, existing_contact, found, now, policy.conversation_window)
+        ticket_id, explicit = _thread(
+            plan, existing_contact, found, now, policy.conversation_window
+        )
+        surveyed = (
+            found.surveys.get((existing_contact, msg.channel.value))
+            if existing_contact is not None
+            else None
+        )
+        if surveyed is not None and (ticket_id in (None, surveyed) or not explicit):
+            # The last thing we asked this citizen on this channel was how satisfied they are.
+            reply = read_survey_reply(msg.text)
+            unclear_again = (
+                reply is not None
+                and reply.unclear
+                and (found.tickets[surveyed]["survey_state"] == "unclear")
+            )
+            if reply is not None and not unclear_again:
+                plan.survey, plan.ticket = reply, surveyed
+                continue
+        if ticket_id is not None and _finished_too_long(
+            found.tickets[ticket_id], now, policy.reopen_within
+        ):
+            plan.follows, ticket_id = ticket_id, None
         conv_key = (msg.hints.conversation, contact) if msg.hints.conversation else None
         if ticket_id is None and conv_key is not None and conv_key in batch_conversations:
             plan.ticket = batch_conversations[conv_key]
@@ -858,19 +955,44 @@ async def _persist(
             [{"kind": k, "value": v, "contact_id": contact_of(c)} for k, v, c in new_identities],
         )
 
+    # The citizen's language is remembered on the contact: the latest one a channel told us.
+    language_of: dict[int, str | None] = {}
+    for plan in plans:
+        if plan.duplicate:
+            continue
+        cid = contact_of(plan.contact)
+        said = plan.msg.language or plan.msg.sender.language
+        if said:
+            if isinstance(plan.contact, int) and found.languages.get(cid) != said:
+                await conn.execute(
+                    sa.update(CONTACTS).where(CONTACTS.c.id == cid).values(language=said)
+                )
+            found.languages[cid] = said
+        language_of[id(plan)] = found.languages.get(cid)
+
+    followup = policy.followup
     references = await _allocate_references(conn, policy.reference_prefix, len(new_tickets))
     if new_tickets:
         ticket_rows = []
         for nt, reference in zip(new_tickets, references, strict=True):
             msg, decision = nt.plan.msg, nt.decision
             nt.reference = reference
+            nt.kind = decision.kind or (msg.kind or policy.default_kind).value
+            nt.language = language_of[id(nt.plan)]
             reply_channel, reply_address = _reply_route(msg)
             loc = msg.location
+            compliment = followup is not None and nt.kind == Kind.COMPLIMENT.value
+            deadlines = (
+                followup.deadlines(nt.kind, decision.department, msg.received_at)
+                if followup is not None
+                else None
+            )
             ticket_rows.append(
                 {
                     "reference": reference,
-                    "kind": decision.kind or (msg.kind or policy.default_kind).value,
-                    "status": TicketStatus.NEW.value,
+                    "kind": nt.kind,
+                    # A compliment is thanked and passed on, and needs no further work.
+                    "status": (TicketStatus.CLOSED if compliment else TicketStatus.NEW).value,
                     "department": decision.department,
                     "assignee_id": None,
                     "priority": decision.priority,
@@ -880,19 +1002,29 @@ async def _persist(
                     "reply_channel": reply_channel,
                     "reply_address": reply_address,
                     "subject": _subject_of(msg),
-                    "language": msg.language or msg.sender.language,
+                    "language": nt.language,
                     "location_lat": loc.latitude if loc else None,
                     "location_lon": loc.longitude if loc else None,
                     "location_address": loc.address if loc else None,
                     "conversation": msg.hints.conversation,
                     "created_at": now,
                     "updated_at": now,
-                    "resolved_at": None,
+                    "resolved_at": now if compliment else None,
+                    "deadline_policy": deadlines.policy if deadlines else None,
+                    "first_answer_due": deadlines.first_answer if deadlines else None,
+                    "resolution_due": deadlines.resolution if deadlines else None,
+                    "follows_id": nt.plan.follows,
                 }
             )
         ticket_ids = await insert_rows(conn, TICKETS, ticket_rows)
-        for nt, row_id in zip(new_tickets, ticket_ids, strict=True):
+        timer_rows: list[dict[str, Any]] = []
+        for nt, row_id, row in zip(new_tickets, ticket_ids, ticket_rows, strict=True):
             nt.row_id = row_id
+            nt.row = {**row, "id": row_id, "survey_state": None, "first_answered_at": None}
+            if followup is not None:
+                wanted = followup.timers(TicketClock.of(nt.row), now)
+                timer_rows.extend(new_timer_rows(row_id, wanted, now))
+        await insert_many(conn, TIMERS, timer_rows)
 
     def ticket_of(ref: int | tuple[str, int]) -> int:
         return ref if isinstance(ref, int) else new_tickets[ref[1]].row_id
@@ -968,6 +1100,26 @@ async def _persist(
                 "created_at": now,
             }
         )
+        if nt.plan.follows is not None:
+            old = found.tickets[nt.plan.follows]
+            events.append(
+                {
+                    "ticket_id": nt.row_id,
+                    "type": "follows",
+                    "actor_user_id": None,
+                    "data": {"reference": old["reference"], "status": old["status"]},
+                    "created_at": now,
+                }
+            )
+            events.append(
+                {
+                    "ticket_id": nt.plan.follows,
+                    "type": "followed_by",
+                    "actor_user_id": None,
+                    "data": {"reference": nt.reference},
+                    "created_at": now,
+                }
+            )
     continued = [p for p in stored if isinstance(p.ticket, int)]
     for p in continued:
         events.append(
@@ -979,18 +1131,27 @@ async def _persist(
                 "created_at": now,
             }
         )
-    reopened = {
-        int(p.ticket)  # type: ignore[arg-type]
-        for p in continued
-        if found.tickets.get(int(p.ticket), {}).get("status") == TicketStatus.PENDING.value  # type: ignore[arg-type]
-    }
-    for ticket_id in reopened:
+    # The citizen wrote again: a ticket waiting on them, or resolved a short while ago, is open
+    # again. A survey answer does not reopen anything.
+    reopened: dict[int, str] = {}
+    for p in continued:
+        ticket_id = int(p.ticket)  # type: ignore[arg-type]
+        status = found.tickets.get(ticket_id, {}).get("status")
+        if p.survey is None and status in (TicketStatus.PENDING.value, *FINISHED_STATES):
+            reopened[ticket_id] = status
+    for ticket_id, status in reopened.items():
         events.append(
             {
                 "ticket_id": ticket_id,
                 "type": "status_changed",
                 "actor_user_id": None,
-                "data": {"from": "pending", "to": "open", "reason": "the citizen answered"},
+                "data": {
+                    "from": status,
+                    "to": "open",
+                    "reason": "the citizen answered"
+                    if status == TicketStatus.PENDING.value
+                    else "the citizen wrote again on a resolved ticket",
+                },
                 "created_at": now,
             }
         )
@@ -1004,12 +1165,22 @@ async def _persist(
         await conn.execute(
             sa.update(TICKETS).where(TICKETS.c.id.in_(touched)).values(updated_at=now)
         )
-        if reopened:
-            await conn.execute(
-                sa.update(TICKETS)
-                .where(TICKETS.c.id.in_(reopened))
-                .values(status=TicketStatus.OPEN.value)
-            )
+        for ticket_id, status in reopened.items():
+            ticket = found.tickets[ticket_id]
+            values: dict[str, Any] = {"status": TicketStatus.OPEN.value}
+            if status != TicketStatus.PENDING.value:
+                values["resolved_at"] = None
+            if followup is not None:
+                values.update(
+                    resume_values(followup, ticket, now)
+                    if status == TicketStatus.PENDING.value
+                    else reopen_values(followup, ticket, now)
+                )
+            await conn.execute(sa.update(TICKETS).where(TICKETS.c.id == ticket_id).values(values))
+            if followup is not None:
+                await reschedule(conn, followup, ticket_id, now)
+    if followup is not None:
+        await _follow_up(conn, followup, new_tickets, continued, found, now)
 
     await insert_many(
         conn,
@@ -1044,6 +1215,56 @@ async def _persist(
                 IntakeResult(_ref_of(p, found, reference_of_ticket, ticket_of), new_ticket=False)
             )
     return results
+
+
+async def _follow_up(
+    conn: AsyncConnection,
+    followup: FollowUp,
+    new_tickets: Sequence[_NewTicket],
+    continued: Sequence[_Plan],
+    found: _Lookups,
+    now: datetime,
+) -> None:
+    """Compliments passed on to their department, and survey answers recorded (both rare)."""
+    for nt in new_tickets:
+        if nt.kind != Kind.COMPLIMENT.value or nt.row["status"] != TicketStatus.CLOSED.value:
+            continue
+        address = followup.staff_address(nt.row["department"], lead=False)
+        problem = await notify_staff(
+            conn, followup, nt.row, Notice.COMPLIMENT_FORWARD, address, {}, now
+        )
+        await insert_many(
+            conn,
+            EVENTS,
+            [
+                {
+                    "ticket_id": nt.row_id,
+                    "type": "compliment_forwarded",
+                    "actor_user_id": None,
+                    "data": {"to": address, "problem": problem},
+                    "created_at": now,
+                }
+            ],
+        )
+    for p in continued:
+        if p.survey is None:
+            continue
+        ticket = found.tickets[int(p.ticket)]  # type: ignore[arg-type]
+        via = p.msg.channel.value
+        if p.survey.opt_out:
+            await record_opt_out(conn, ticket, now)
+        elif p.survey.answer is not None and p.survey.answer.score is not None:
+            await record_survey_answer(
+                conn,
+                followup,
+                ticket,
+                p.survey.answer.score,
+                p.survey.answer.comment,
+                now,
+                via=via,
+            )
+        else:
+            await record_unclear(conn, followup, ticket, now)
 
 
 async def _release_waiting(
@@ -1126,8 +1347,8 @@ async def _acknowledgements(
         ack = policy.acknowledge(
             AckRequest(
                 reference=nt.reference,
-                kind=nt.decision.kind or (msg.kind or policy.default_kind).value,
-                language=msg.language or msg.sender.language,
+                kind=nt.kind,
+                language=nt.language,
                 source=msg.channel,
                 channel=Channel(reply_channel),
                 received_at=msg.received_at,

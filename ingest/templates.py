@@ -1,4 +1,5 @@
-"""The texts meldpunt sends citizens, written by the town as Jinja2 templates in its config folder.
+"""The texts meldpunt sends citizens (and staff), written by the town as Jinja2 templates in its
+config folder.
 
 ``config/templates/<language>/<notice>.j2`` holds one notice (acknowledgement, resolved, survey,
 ...) in one language; ``<notice>.<kind>.j2`` beside it replaces it for one kind (a complaint's
@@ -12,6 +13,9 @@ acknowledgement names the complaint procedure). A template fills blocks:
 Templates run in Jinja2's sandbox with undefined names as errors, so a typo shows up when the
 configuration is checked rather than in a citizen's inbox. Dates are written with the ``day``
 and ``moment`` filters in the citizen's language ("maandag 30 november om 09:30").
+
+A few notices (``STAFF_NOTICES``) go to staff instead, always by e-mail, in the town's language:
+deadline warnings and escalations, forwarded compliments, low satisfaction scores.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ _CHAT = {Channel.WHATSAPP, Channel.MESSENGER, Channel.TELEGRAM, Channel.WEBCHAT}
 
 
 class Notice(enum.StrEnum):
-    """Every message meldpunt writes to a citizen by itself."""
+    """Every message meldpunt writes by itself: to a citizen, or (``STAFF_NOTICES``) to staff."""
 
     ACKNOWLEDGEMENT = "acknowledgement"
     ACKNOWLEDGEMENT_CLOSED = "acknowledgement_closed"  # arrived outside office hours
@@ -61,6 +65,23 @@ class Notice(enum.StrEnum):
     SURVEY_THANKS = "survey_thanks"
     OMBUDSMAN = "ombudsman"
     COMPLIMENT_THANKS = "compliment_thanks"
+    # These go to staff, always by e-mail, in the town's language.
+    DEADLINE_WARNING = "deadline_warning"  # to the department or assignee, before the deadline
+    DEADLINE_MISSED = "deadline_missed"  # to the department lead; the ticket is escalated
+    COMPLIMENT_FORWARD = "compliment_forward"  # the citizen's compliment, to its department
+    LOW_SCORE = "low_score"  # a low satisfaction score, to the department
+
+
+# Written only as e-mail: they have no SMS or chat form to check.
+STAFF_NOTICES = frozenset(
+    {
+        Notice.DEADLINE_WARNING,
+        Notice.DEADLINE_MISSED,
+        Notice.COMPLIMENT_FORWARD,
+        Notice.LOW_SCORE,
+    }
+)
+_FORMS = (Channel.EMAIL, Channel.SMS, Channel.WEBCHAT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +165,7 @@ class Templates:
         problems: list[str] = []
         for lang in LANGUAGES:
             for notice in Notice:
-                for channel in (Channel.EMAIL, Channel.SMS, Channel.WEBCHAT):
+                for channel in (Channel.EMAIL,) if notice in STAFF_NOTICES else _FORMS:
                     try:
                         self.render(notice, language=lang, channel=channel, values=sample)
                     except TemplateProblem as exc:
@@ -203,3 +224,13 @@ def _tidy(text: str) -> str:
     """Template output without trailing spaces and with at most one blank line in a row."""
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+__all__ = [
+    "LANGUAGES",
+    "STAFF_NOTICES",
+    "Notice",
+    "Rendered",
+    "TemplateProblem",
+    "Templates",
+]

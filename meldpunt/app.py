@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html import escape as html_escape
 
 import structlog
@@ -25,10 +25,12 @@ from connectors import REGISTRY
 from connectors.base import Connector, ConnectorContext
 from inbox.api import ApiContext, create_api
 from inbox.quarantine import RetryHook
+from inbox.survey_page import SurveyPage
 from ingest.acknowledge import TemplatedAcknowledgement, sample_values
 from ingest.deadlines import Calendar
 from ingest.dispatch import Dispatcher, DispatchPolicy
 from ingest.files import AttachmentStore
+from ingest.followup import Department, FollowUp, FollowUpWorker, SurveyPolicy
 from ingest.model import Channel, IntakeResult, RawPayload
 from ingest.pipeline import Intake, IntakePolicy
 from ingest.quarantine import Redeliver, retry_quarantined
@@ -92,7 +94,11 @@ class Runtime:
     connectors: dict[Channel, Connector]
     dispatcher: Dispatcher
     files: AttachmentStore
+    followup: FollowUp
+    # Runs due timers; the service's loop calls it, and tests may call it themselves.
+    timers: FollowUpWorker
     dispatch_task: asyncio.Task[None] | None = None
+    timer_task: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -213,6 +219,19 @@ async def landing(request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
+async def _timer_loop(runtime: Runtime, worker: FollowUpWorker, interval: float) -> None:
+    """Due timers (warnings, escalations, surveys, closing) until the service stops."""
+    while not runtime.stopping.is_set():
+        try:
+            ran = await worker.run_once()
+        except Exception:
+            log.exception("timer pass failed")
+            ran = 0
+        if not ran:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), interval)
+
+
 async def _dispatch_loop(runtime: Runtime, interval: float) -> None:
     """Dispatcher passes until ``runtime.stopping`` is set; a pass in progress is finished.
 
@@ -230,7 +249,13 @@ async def _dispatch_loop(runtime: Runtime, interval: float) -> None:
                 await asyncio.wait_for(runtime.stopping.wait(), interval)
 
 
-def build_intake(config: LoadedConfig, db: Database, rules: Callable[[], RuleSet]) -> Intake:
+def build_intake(
+    config: LoadedConfig,
+    db: Database,
+    rules: Callable[[], RuleSet],
+    followup: FollowUp | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Intake:
     """The process's intake pipeline, with the policy from the configuration."""
     settings = config.settings
     return Intake(
@@ -242,7 +267,9 @@ def build_intake(config: LoadedConfig, db: Database, rules: Callable[[], RuleSet
             max_batch=settings.intake.max_batch,
             acknowledgements_per_hour=settings.intake.acknowledgements_per_address_per_hour,
             acknowledge=acknowledgement(config),
+            followup=followup or follow_up(config),
         ),
+        clock,
     )
 
 
@@ -261,6 +288,34 @@ def town_values(config: LoadedConfig) -> dict[str, str]:
     """What the notice templates know of the town (``{{ town.name }}``, ``town.phone``...)."""
     town = config.settings.town
     return {"name": town.name, "phone": town.phone, "email": town.email, "website": town.website}
+
+
+def follow_up(config: LoadedConfig) -> FollowUp:
+    """The town's deadlines, survey and closing rules, with the templates they write in."""
+    settings = config.settings
+    options = settings.follow_up
+    survey = options.survey
+    return FollowUp(
+        calendar=calendar(config),
+        policies=tuple(p.policy() for p in settings.deadlines.policies),
+        templates=Templates(config.templates_dir, default_language=settings.town.language),
+        town=town_values(config),
+        departments={
+            d.id: Department(name=d.name, email=d.email, lead_email=d.lead_email)
+            for d in settings.departments
+        },
+        public_url=settings.public_url,
+        secret=secret_key(config),
+        warn_before=timedelta(hours=settings.deadlines.warn_before_hours),
+        reopen_within=timedelta(days=options.reopen_within_days),
+        survey=SurveyPolicy(
+            enabled=survey.enabled,
+            delay=timedelta(hours=survey.delay_hours),
+            threshold=survey.threshold,
+            answer_within=timedelta(days=survey.answer_within_days),
+        ),
+        ombudsman=options.ombudsman.model_dump(),
+    )
 
 
 def acknowledgement(config: LoadedConfig) -> TemplatedAcknowledgement:
@@ -331,13 +386,23 @@ def quarantine_retry(
     return retry
 
 
-def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Application:
-    """The whole service. ``migrate`` defaults to True on SQLite (the embedded default)."""
+def create_app(
+    config: LoadedConfig,
+    *,
+    migrate: bool | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> web.Application:
+    """The whole service. ``migrate`` defaults to True on SQLite (the embedded default).
+
+    ``clock`` replaces the time of day for intake, the dispatcher and the timers (tests of
+    deadlines and surveys move it by hand).
+    """
     settings = config.settings
     db = Database(settings.database_url)
     should_migrate = migrate if migrate is not None else db.dialect == "sqlite"
     rules = RulesHolder(config)
-    intake = build_intake(config, db, rules.current)
+    followup = follow_up(config)
+    intake = build_intake(config, db, rules.current, followup, clock)
     files = attachment_store(config)
     connectors = build_connectors(config, db, intake, files)
     dispatcher = Dispatcher(
@@ -350,8 +415,19 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             send_timeout_seconds=settings.dispatch.send_timeout_seconds,
         ),
         windowed={ch for ch, c in connectors.items() if c.reply_window(ch) is not None},
+        clock=clock,
     )
-    runtime = Runtime(config, db, rules, intake, connectors, dispatcher, files)
+    runtime = Runtime(
+        config,
+        db,
+        rules,
+        intake,
+        connectors,
+        dispatcher,
+        files,
+        followup,
+        FollowUpWorker(db.engine, followup, clock),
+    )
 
     webform = settings.channels.webform
     app = web.Application(
@@ -367,6 +443,9 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
     app.router.add_get("/metrics", metrics)
     for connector in unique(connectors):
         app.router.add_routes(connector.routes())
+    app.router.add_routes(
+        SurveyPage(db, followup, settings.town.name, settings.town.language, clock).routes()
+    )
     app.add_subapp(
         "/api/v1",
         create_api(
@@ -378,6 +457,7 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
                 # Replies with files go out by e-mail: the mail channel's per-file limit holds.
                 max_attachment_bytes=settings.channels.email.max_attachment_bytes,
                 submit=intake.submit,
+                followup=followup,
             )
         ),
     )
@@ -397,6 +477,10 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
         runtime.dispatch_task = asyncio.create_task(
             _dispatch_loop(runtime, settings.dispatch.interval_seconds), name="meldpunt-dispatch"
         )
+        runtime.timer_task = asyncio.create_task(
+            _timer_loop(runtime, runtime.timers, settings.follow_up.interval_seconds),
+            name="meldpunt-timers",
+        )
         log.info(
             "meldpunt started",
             town=settings.town.name,
@@ -414,6 +498,11 @@ def create_app(config: LoadedConfig, *, migrate: bool | None = None) -> web.Appl
             runtime.dispatch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runtime.dispatch_task
+        # A timer runs in one short transaction: let the one in progress finish.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(runtime.timer_task), 30)
+        if not runtime.timer_task.done():
+            runtime.timer_task.cancel()
         for connector in unique(connectors):
             await connector.stop()
         await intake.stop()

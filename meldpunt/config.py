@@ -150,6 +150,8 @@ class Deadlines(_Strict):
     # Extra closing days: "MM-DD" every year or "YYYY-MM-DD" once (office_hours.closed_days too).
     closed_days: list[str] = Field(default_factory=list)
     policies: list[DeadlinePolicyConfig] = Field(default_factory=_default_policies)
+    # Staff are warned this many hours (wall-clock) before a deadline; 0: no warnings.
+    warn_before_hours: float = Field(default=24.0, ge=0)
 
     @field_validator("holidays")
     @classmethod
@@ -178,6 +180,37 @@ class Notices(_Strict):
     templates: str = "templates"
 
 
+class Survey(_Strict):
+    """``follow_up.survey``: the satisfaction question after a ticket is resolved."""
+
+    enabled: bool = True
+    delay_hours: float = Field(default=24.0, ge=0)
+    # A score at or below this sends the ombudsman's details and tells the department.
+    threshold: int = Field(default=2, ge=1, le=4)
+    answer_within_days: float = Field(default=14.0, gt=0)
+
+
+class Ombudsman(_Strict):
+    """``follow_up.ombudsman``: where an unhappy citizen can turn (the notice names it)."""
+
+    name: str = "de ombudsdienst"
+    email: str = ""
+    phone: str = ""
+    url: str = ""
+
+
+class FollowUpConfig(_Strict):
+    """``follow_up``: reopening, closing, the survey and the ombudsman."""
+
+    # A message on a resolved ticket within this many days reopens it; a resolved ticket is
+    # closed after them, and later messages open a new ticket linked to it.
+    reopen_within_days: float = Field(default=14.0, gt=0)
+    # How often each process looks for due timers (warnings, escalations, surveys, closing).
+    interval_seconds: float = Field(default=30.0, gt=0)
+    survey: Survey = Field(default_factory=Survey)
+    ombudsman: Ombudsman = Field(default_factory=Ombudsman)
+
+
 class RoutingRef(_Strict):
     file: str = "routing.yaml"
     tests: str | None = "routing.tests.yaml"
@@ -201,6 +234,7 @@ class Settings(_Strict):
     routing: RoutingRef = Field(default_factory=RoutingRef)
     deadlines: Deadlines = Field(default_factory=Deadlines)
     notices: Notices = Field(default_factory=Notices)
+    follow_up: FollowUpConfig = Field(default_factory=FollowUpConfig)
 
     @field_validator("public_url")
     @classmethod

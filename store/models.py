@@ -53,6 +53,11 @@ class Contact(SQLModel, table=True):
     display_name: str | None = Field(default=None, max_length=200)
     language: str | None = Field(default=None, max_length=8)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # The citizen asked for no more satisfaction questions ("stop" in answer to one).
+    no_surveys: bool = Field(
+        default=False,
+        sa_column=Column(sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    )
 
 
 class ContactIdentity(SQLModel, table=True):
@@ -93,6 +98,63 @@ class Ticket(SQLModel, table=True):
     resolved_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
+    # Deadlines (ingest.followup): the policy that set them, when the first answer and the
+    # resolution are due (moved on by the time the ticket waited for the citizen), and when the
+    # first answer went out. ``paused_since`` is set while the ticket is pending; ``pauses``
+    # holds the finished waits as [start, end] ISO pairs.
+    deadline_policy: str | None = Field(default=None, max_length=64)
+    first_answer_due: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True)
+    )
+    resolution_due: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True)
+    )
+    first_answered_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    paused_since: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    pauses: list[list[str]] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, default=[], server_default="[]"),
+    )
+    # Set when a deadline passed unmet (the lead was told) or a citizen gave a low score.
+    escalated_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    # A new ticket opened by a message on a ticket that was closed (or resolved too long ago).
+    follows_id: int | None = Field(default=None, foreign_key="tickets.id")
+    # The satisfaction question: ``asked`` (sent), ``answered``, or None (never asked).
+    survey_state: str | None = Field(default=None, max_length=16)
+    survey_sent_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    satisfaction: int | None = None
+    satisfaction_comment: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+
+
+class Timer(SQLModel, table=True):
+    """Work due on a ticket at a moment: a deadline warning, an escalation, a survey, a close.
+
+    One row per (ticket, kind): rescheduling moves ``due_at``. Workers claim due rows with
+    ``FOR UPDATE SKIP LOCKED`` and do the work in the same transaction, so a timer runs once
+    however many processes look, and survives restarts.
+    """
+
+    __tablename__ = "timers"
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    kind: str = Field(max_length=32)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    # pending, done or cancelled.
+    state: str = Field(max_length=16, index=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    done_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    # What the worker did, or why it did nothing (the ticket was answered meanwhile).
+    outcome: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
 
 
 class Message(SQLModel, table=True):

@@ -30,6 +30,11 @@ PENDING, SENDING, SENT, FAILED, UNCERTAIN = "pending", "sending", "sent", "faile
 # ingest turns such rows back to ``pending`` when that message arrives.
 WAITING = "waiting"
 
+# Mails meldpunt writes to staff about a ticket: they are no part of the citizen's thread.
+STAFF_PURPOSES = frozenset(
+    {"deadline_warning", "deadline_missed", "compliment_forward", "low_score"}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundDraft:
@@ -43,6 +48,9 @@ class OutboundDraft:
     subject: str | None = None
     author_user_id: int | None = None
     reason: str | None = None
+    # "out" for the citizen; "note" for a mail to staff (a deadline warning, a forwarded
+    # compliment), which shows among the ticket's internal notes.
+    direction: str = "out"
 
 
 async def queue_outbound(
@@ -60,7 +68,7 @@ async def queue_outbound(
         [
             {
                 "ticket_id": d.ticket_id,
-                "direction": "out",
+                "direction": d.direction,
                 "channel": d.channel,
                 "external_id": None,
                 "author_user_id": d.author_user_id,

@@ -811,7 +811,10 @@ async def test_status_follows_the_lifecycle(
     # The citizen says it is still broken.
     status, body = await api.post(path, {"status": "open"}, "agent")
     assert (status, body["resolved_at"]) == (200, None)
-    assert (await api.post(path, {"status": "closed"}, "agent"))[0] == 200
+    # Closing a ticket that is not resolved sends the citizen nothing: staff must say why.
+    status, body = await api.post(path, {"status": "closed"}, "agent")
+    assert (status, body["error"]["code"]) == (422, "reason_required")
+    assert (await api.post(path, {"status": "closed", "reason": "dubbel"}, "agent"))[0] == 200
 
     events = [e for e in await _events(database, ticket.ticket_id) if e.type == "status_changed"]
     assert [(e.data["from"], e.data["to"]) for e in events] == [

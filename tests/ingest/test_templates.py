@@ -25,6 +25,13 @@ VALUES = {
     "reply": "De put is hersteld.",
     "survey_url": "https://meldpunt.example/survey/abc",
     "ombudsman": {"name": "de Vlaamse Ombudsdienst", "email": "", "phone": "1700", "url": ""},
+    # What the notices to staff use besides the above.
+    "subject": "Put in de Kerkstraat",
+    "ticket_url": "https://meldpunt.example/tickets/1750-000042",
+    "deadline": "resolution",
+    "due": datetime(2026, 12, 4, 12, 0, tzinfo=BRUSSELS),
+    "score": 2,
+    "comment": None,
 }
 
 

@@ -31,6 +31,7 @@ from store.models import (
     TicketEvent,
     table_of,
 )
+from store.outbox import STAFF_PURPOSES
 from tests.connectors.twilio.conftest import FakeTwilio, fixture, signed
 from tests.connectors.twilio.test_connector import (
     CITIZEN,
@@ -259,8 +260,9 @@ async def test_a_missed_call_becomes_one_call_back_ticket(line: Town, status: st
     [message] = await line.rows(Message, MESSAGES.c.direction == "in")
     assert message["external_id"] == f"missed:{CALL_SID}"
     assert message["text"] == f"Gemiste oproep van {CITIZEN}: terugbellen."
-    # No SMS to someone who only hung up: the acknowledgement is skipped, visibly.
-    assert await line.rows(OutboxRow) == []
+    # No SMS to someone who only hung up: the acknowledgement is skipped, visibly. (The test's
+    # frozen call time lies days back, so staff may already hear of the missed deadline.)
+    assert await line.rows(OutboxRow, OUTBOX.c.purpose.not_in(STAFF_PURPOSES)) == []
     [skipped] = await line.rows(TicketEvent, EVENTS.c.type == "acknowledgement_skipped")
     assert skipped["ticket_id"] == ticket["id"]
     assert skipped["data"]["reason"] == "a phone call: the caller asked for no message"
