@@ -300,6 +300,7 @@ class Dispatcher:
             automatic=r["purpose"] != "reply",
             attachments=attachments,
             last_inbound_at=last_inbound_at,
+            choices=tuple(r["choices"] or ()),
         )
         try:
             async with asyncio.timeout(self._policy.send_timeout_seconds):

@@ -74,6 +74,8 @@ _INTERNAL_CHANNELS = frozenset({Channel.DESK.value})
 # A reply this short without a score is most likely a failed attempt at one ("goed hoor"),
 # not a new question: the citizen is asked once more for a number.
 _SHORT_REPLY_WORDS = 4
+# The survey's buttons, where the channel has them: each reads as its score (ingest.survey).
+SURVEY_CHOICES = ("1 😞", "2 🙁", "3 😐", "4 🙂", "5 😀")
 
 
 class TimerKind(enum.StrEnum):
@@ -479,6 +481,7 @@ async def notify_citizen(
     now: datetime,
     *,
     purpose: str | None = None,
+    choices: Sequence[str] = (),
 ) -> str | None:
     """Queue ``notice`` to the ticket's citizen; return why not when it cannot be sent."""
     route = await citizen_route(conn, ticket)
@@ -509,6 +512,7 @@ async def notify_citizen(
                 text=text,
                 subject=subject if route.channel is Channel.EMAIL else None,
                 purpose=purpose or notice.value,
+                choices=tuple(choices),
             )
         ],
         now,
@@ -719,6 +723,7 @@ class FollowUpWorker:
                 Notice.SURVEY,
                 {"survey_url": f.survey_url(ticket["reference"])},
                 now,
+                choices=SURVEY_CHOICES,
             )
             if problem:
                 await insert_many(
@@ -862,7 +867,9 @@ async def record_unclear(
     await conn.execute(
         sa.update(TICKETS).where(TICKETS.c.id == ticket["id"]).values(survey_state="unclear")
     )
-    problem = await notify_citizen(conn, followup, ticket, Notice.SURVEY_UNCLEAR, {}, now)
+    problem = await notify_citizen(
+        conn, followup, ticket, Notice.SURVEY_UNCLEAR, {}, now, choices=SURVEY_CHOICES
+    )
     await insert_many(
         conn, EVENTS, [_event(ticket["id"], "survey_unclear", {"problem": problem}, now)]
     )

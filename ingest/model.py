@@ -250,6 +250,10 @@ class OutboundMessage:
     attachments: tuple[OutboundAttachment, ...] = ()
     # When this citizen last wrote on this channel (WhatsApp: free-form answers only within 24 h).
     last_inbound_at: datetime | None = None
+    # Answers to offer as buttons where the channel has them; a tapped button comes back as an
+    # inbound message with exactly that text. Channels without buttons send ``text`` alone
+    # (which always says how to answer in words).
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

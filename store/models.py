@@ -280,6 +280,9 @@ class OutboxRow(SQLModel, table=True):
     provider_id: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    # Answers the citizen can tap (a survey's 1-5) on channels with buttons; the text of the
+    # chosen button comes back as their message. Null: none.
+    choices: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class User(SQLModel, table=True):

@@ -51,6 +51,8 @@ class OutboundDraft:
     # "out" for the citizen; "note" for a mail to staff (a deadline warning, a forwarded
     # compliment), which shows among the ticket's internal notes.
     direction: str = "out"
+    # Buttons for channels that have them (the survey's 1-5); their text comes back as a reply.
+    choices: tuple[str, ...] = ()
 
 
 async def queue_outbound(
@@ -103,6 +105,7 @@ async def queue_outbound(
                 "provider_id": None,
                 "created_at": now,
                 "sent_at": None,
+                "choices": list(d.choices) or None,
             }
             for mid, d in zip(message_ids, drafts, strict=True)
         ],

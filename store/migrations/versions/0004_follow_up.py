@@ -1,4 +1,5 @@
-"""Follow-up: deadlines and survey state on tickets, the timers table, survey opt-out.
+"""Follow-up: deadlines and survey state on tickets, the timers table, survey opt-out, and
+the answers a citizen can tap (outbox choices).
 
 Revision ID: 0004
 Revises: 0003
@@ -40,6 +41,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_timers_due_at"), ["due_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_timers_state"), ["state"], unique=False)
         batch_op.create_index(batch_op.f("ix_timers_ticket_id"), ["ticket_id"], unique=False)
+
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("choices", sa.JSON(), nullable=True))
 
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.add_column(
@@ -94,6 +98,9 @@ def downgrade() -> None:
 
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_column("no_surveys")
+
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("choices")
 
     with op.batch_alter_table("timers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_timers_ticket_id"))
