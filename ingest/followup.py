@@ -369,6 +369,7 @@ def _timer_row(ticket_id: int, kind: TimerKind, due: datetime, now: datetime) ->
         "created_at": now,
         "done_at": None,
         "outcome": None,
+        "attempts": 0,
     }
 
 
@@ -617,11 +618,13 @@ class FollowUpWorker:
         ran = 0
         while ran < self._batch:
             now = self._clock()
+            claimed: list[int] = []
             try:
-                timer = await self._run_one(now)
+                timer = await self._run_one(now, claimed)
             except Exception as exc:
                 log.exception("timer failed")
-                await self._postpone(now, exc)
+                if claimed:
+                    await self._postpone(claimed[0], now, exc)
                 ran += 1
                 continue
             if timer is None:
@@ -630,28 +633,32 @@ class FollowUpWorker:
         return ran
 
     async def _claim(self, conn: AsyncConnection, now: datetime) -> sa.Row[Any] | None:
+        """The oldest due timer with its ticket, both locked, or None. A timer whose row or
+        ticket another transaction holds is skipped, never waited for: staff and intake lock
+        the ticket before its timers, so waiting here in the other order could deadlock."""
         return (
             await conn.execute(
                 sa.select(TIMERS)
+                .join(TICKETS, TICKETS.c.id == TIMERS.c.ticket_id)
                 .where(TIMERS.c.state == PENDING, TIMERS.c.due_at <= now)
                 .order_by(TIMERS.c.due_at, TIMERS.c.id)
                 .limit(1)
-                .with_for_update(skip_locked=True)
+                .with_for_update(skip_locked=True, of=[TIMERS, TICKETS])
             )
         ).first()
 
-    async def _run_one(self, now: datetime) -> str | None:
+    async def _run_one(self, now: datetime, claimed: list[int]) -> str | None:
         async with self._engine.begin() as conn:
             timer = await self._claim(conn, now)
             if timer is None:
                 return None
+            claimed.append(timer.id)
             kind = TimerKind(timer.kind)
             ticket = (
                 await conn.execute(
                     sa.select(TICKETS, CONTACTS.c.no_surveys)
                     .join(CONTACTS, CONTACTS.c.id == TICKETS.c.contact_id)
                     .where(TICKETS.c.id == timer.ticket_id)
-                    .with_for_update()
                 )
             ).first()
             assert ticket is not None
@@ -665,16 +672,28 @@ class FollowUpWorker:
         log.info("timer ran", kind=kind.value, ticket_id=timer.ticket_id, outcome=outcome)
         return outcome
 
-    async def _postpone(self, now: datetime, exc: Exception) -> None:
-        """The oldest due timer failed: try it again later rather than block the others."""
+    async def _postpone(self, timer_id: int, now: datetime, exc: Exception) -> None:
+        """The timer failed: try it again later rather than block the others (unless another
+        process has it in hand already)."""
         async with self._engine.begin() as conn:
-            timer = await self._claim(conn, now)
+            timer = (
+                await conn.execute(
+                    sa.select(TIMERS.c.kind, TIMERS.c.attempts)
+                    .where(TIMERS.c.id == timer_id, TIMERS.c.state == PENDING)
+                    .with_for_update(skip_locked=True)
+                )
+            ).first()
             if timer is None:
                 return
+            attempts = timer.attempts + 1
             await conn.execute(
                 sa.update(TIMERS)
-                .where(TIMERS.c.id == timer.id)
-                .values(due_at=now + backoff(3, 60, 3600), outcome=f"failed, retried later: {exc}")
+                .where(TIMERS.c.id == timer_id)
+                .values(
+                    attempts=attempts,
+                    due_at=now + backoff(attempts, 60, 3600),
+                    outcome=f"failed {attempts} time(s), tried again later: {exc}"[:2000],
+                )
             )
         TIMERS_RUN.labels(str(timer.kind), "failed").inc()
 

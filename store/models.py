@@ -155,6 +155,10 @@ class Timer(SQLModel, table=True):
     done_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     # What the worker did, or why it did nothing (the ticket was answered meanwhile).
     outcome: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    # Failed runs so far; each failure moves due_at on with a growing delay.
+    attempts: int = Field(
+        default=0, sa_column=Column(sa.Integer, nullable=False, default=0, server_default="0")
+    )
 
 
 class Message(SQLModel, table=True):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -471,3 +472,38 @@ async def test_a_timer_due_later_is_left_alone(town: Town) -> None:
     assert await town.wait_until(at("2026-12-01 10:59")) == 0
     assert await town.sent("survey") == []
     assert await town.wait_until(at("2026-12-01 11:00") + timedelta(seconds=1)) == 1
+
+
+async def test_a_failing_timer_is_tried_again_later_and_does_not_block_the_others(
+    town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    town.clock.now = at("2026-11-27 10:00")
+    broken = await town.write()
+    fine = await town.write("Er ligt afval naast de glasbol.", email="iemand@example.be")
+    handle = FollowUpWorker._handle
+    broken_id = (await town.ticket(broken))["id"]
+
+    async def failing(self: FollowUpWorker, conn: Any, kind: Any, ticket: Any, *a: Any) -> str:
+        if ticket["id"] == broken_id:
+            raise RuntimeError("the mail template server is down")
+        return await handle(self, conn, kind, ticket, *a)
+
+    monkeypatch.setattr(FollowUpWorker, "_handle", failing)
+    await town.wait_until(at("2026-12-02 08:00"))
+    # The other ticket's warning went out; the broken one waits with its reason.
+    assert [r["ticket_id"] for r in await town.sent("deadline_warning")] == [
+        (await town.ticket(fine))["id"]
+    ]
+    state, due = (await town.timers(broken))["first_answer_warning"]
+    assert state == "pending" and due == at("2026-12-02 08:01")
+    [timer] = [
+        t
+        for t in await rows(town.database, Timer)
+        if t["ticket_id"] == broken_id and t["kind"] == "first_answer_warning"
+    ]
+    assert timer["attempts"] == 1
+    assert "the mail template server is down" in str(timer["outcome"])
+    # Mended, it runs on the next pass after its delay.
+    monkeypatch.setattr(FollowUpWorker, "_handle", handle)
+    await town.wait_until(at("2026-12-02 08:02"))
+    assert len(await town.sent("deadline_warning")) == 2
