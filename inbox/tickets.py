@@ -97,9 +97,8 @@ REOPEN_FROM_CLOSED = "only an admin or operator may reopen a closed ticket"
 # Which identity of a contact a reply on each channel goes to. Channels missing here (voice, web
 # form, app, desk) cannot carry a staff reply on their own.
 
+# A person's answer, also the one that resolves a ticket (never sent as "automatic").
 REPLY_PURPOSE = "reply"
-# The answer that goes with resolving: a person's answer like a reply (never "automatic").
-RESOLVED_PURPOSE = "reply"
 # Notes are written in the inbox, so they are recorded on the desk channel and never sent.
 NOTE_CHANNEL = Channel.DESK
 
@@ -526,21 +525,28 @@ async def _follow_status(
         await reschedule(await session.connection(), followup, ticket.id, now)
 
 
-def _answered(ticket: Ticket, now: datetime) -> None:
-    if ticket.first_answered_at is None:
-        ticket.first_answered_at = now
-
-
-def _resolved_text(
-    followup: FollowUp | None,
+async def _queue_answer(
+    session: AsyncSession,
     ticket: Ticket,
-    contact: Contact,
+    staff: Staff,
     channel: Channel,
+    recipient: str | None,
     answer: str,
-) -> tuple[str | None, str]:
-    """The 'it's done' notice around a member of staff's answer; the answer alone without one."""
-    rendered = (
-        followup.render(
+    now: datetime,
+    *,
+    followup: FollowUp | None,
+    resolving: bool,
+) -> int:
+    """Queue a member of staff's answer to the citizen and record it; returns the message id.
+
+    An answer that resolves the ticket goes in the town's "it's done" notice when the town has
+    one. By e-mail the reference is in the subject, so the citizen's answer threads back.
+    """
+    assert ticket.id is not None
+    subject, text = None, answer
+    if resolving and followup is not None:
+        contact = await session.get_one(Contact, ticket.contact_id)
+        rendered = followup.render(
             Notice.RESOLVED,
             language=ticket.language or contact.language,
             channel=channel,
@@ -552,10 +558,43 @@ def _resolved_text(
                 "department": followup.department_name(ticket.department),
             },
         )
-        if followup is not None
-        else None
+        if rendered is not None:
+            subject, text = rendered
+    if channel != Channel.EMAIL:
+        subject = None
+    elif subject is None:
+        subject = (
+            f"Re: {ticket.subject} [{ticket.reference}]"
+            if ticket.subject
+            else f"[{ticket.reference}]"
+        )
+    [(message_id, outbox_id)] = await queue_outbound(
+        await session.connection(),
+        [
+            OutboundDraft(
+                ticket_id=ticket.id,
+                channel=channel,
+                recipient=recipient,
+                text=text,
+                purpose=REPLY_PURPOSE,
+                subject=subject,
+                author_user_id=staff.id,
+            )
+        ],
+        now,
     )
-    return rendered if rendered is not None else (None, answer)
+    session.add(
+        _event(
+            ticket,
+            staff,
+            "replied",
+            {"message_id": message_id, "outbox_id": outbox_id, "channel": channel},
+            now,
+        )
+    )
+    if ticket.first_answered_at is None:
+        ticket.first_answered_at = now
+    return message_id
 
 
 async def _reply_address(
@@ -627,40 +666,21 @@ async def reply(
     if request.status is not None and request.status != current:
         _check_transition(staff, current, request.status)
     channel, recipient = await _reply_address(session, ticket, request.channel)
-    subject = None
-    text = request.text
-    if target == RESOLVED:
-        # Resolving with this answer: the citizen reads it in the town's "it's done" notice.
-        contact = await session.get_one(Contact, ticket.contact_id)
-        subject, text = _resolved_text(followup, ticket, contact, Channel(channel), request.text)
-    if channel == Channel.EMAIL and subject is None:
-        # The reference in the subject lets ingest thread the citizen's answer to this ticket.
-        subject = (
-            f"Re: {ticket.subject} [{ticket.reference}]"
-            if ticket.subject
-            else f"[{ticket.reference}]"
-        )
-    elif channel != Channel.EMAIL:
-        subject = None
     # On disk before the rows that name them are committed, as ingest does it: a stored reply
     # never points at a missing file. A transaction that fails later leaves an unreferenced file,
     # which costs only space.
     digests = [await store.put(file.data) for file in attachments]
     now = utcnow()
-    [(message_id, outbox_id)] = await queue_outbound(
-        await session.connection(),
-        [
-            OutboundDraft(
-                ticket_id=ticket.id,
-                channel=channel,
-                recipient=recipient,
-                text=text,
-                purpose=REPLY_PURPOSE,
-                subject=subject,
-                author_user_id=staff.id,
-            )
-        ],
+    message_id = await _queue_answer(
+        session,
+        ticket,
+        staff,
+        Channel(channel),
+        recipient,
+        request.text,
         now,
+        followup=followup,
+        resolving=target == RESOLVED,
     )
     session.add_all(
         AttachmentRow(
@@ -672,16 +692,6 @@ async def reply(
         )
         for file, digest in zip(attachments, digests, strict=True)
     )
-    session.add(
-        _event(
-            ticket,
-            staff,
-            "replied",
-            {"message_id": message_id, "outbox_id": outbox_id, "channel": channel},
-            now,
-        )
-    )
-    _answered(ticket, now)
     if target is not None and target != current:
         _set_status(session, ticket, staff, target, "reply", now)
     ticket.updated_at = now
@@ -804,34 +814,17 @@ async def change_status(
     contact = await session.get_one(Contact, ticket.contact_id)
     if request.answer is not None:
         channel, recipient = await _reply_address(session, ticket, None)
-        subject, text = _resolved_text(followup, ticket, contact, Channel(channel), request.answer)
-        if channel == Channel.EMAIL and subject is None:
-            subject = f"[{ticket.reference}]"
-        [(message_id, outbox_id)] = await queue_outbound(
-            await session.connection(),
-            [
-                OutboundDraft(
-                    ticket_id=ticket.id,
-                    channel=channel,
-                    recipient=recipient,
-                    text=text,
-                    purpose=RESOLVED_PURPOSE,
-                    subject=subject if channel == Channel.EMAIL else None,
-                    author_user_id=staff.id,
-                )
-            ],
+        await _queue_answer(
+            session,
+            ticket,
+            staff,
+            Channel(channel),
+            recipient,
+            request.answer,
             now,
+            followup=followup,
+            resolving=True,
         )
-        session.add(
-            _event(
-                ticket,
-                staff,
-                "replied",
-                {"message_id": message_id, "outbox_id": outbox_id, "channel": channel},
-                now,
-            )
-        )
-        _answered(ticket, now)
     _set_status(session, ticket, staff, request.status, request.reason, now)
     ticket.updated_at = now
     await _follow_status(session, ticket, followup, current, now)
