@@ -53,6 +53,7 @@ from connectors.messenger.send import (
     GraphError,
     attachment_type,
     messaging_fields,
+    quick_replies,
     split_text,
 )
 from connectors.messenger.sent import SentLog
@@ -382,13 +383,17 @@ class MessengerConnector(Connector):
         )
 
     def _text_request(
-        self, psid: str, messaging: dict[str, str], text: str, metadata: str
+        self,
+        psid: str,
+        messaging: dict[str, str],
+        text: str,
+        metadata: str,
+        answers: list[dict[str, str]],
     ) -> dict[str, Any]:
-        return {
-            "recipient": {"id": psid},
-            **messaging,
-            "message": {"text": text, "metadata": metadata},
-        }
+        message: dict[str, Any] = {"text": text, "metadata": metadata}
+        if answers:
+            message["quick_replies"] = answers
+        return {"recipient": {"id": psid}, **messaging, "message": message}
 
     async def _file_request(
         self,
@@ -396,18 +401,21 @@ class MessengerConnector(Connector):
         messaging: dict[str, str],
         attachment: OutboundAttachment,
         metadata: str,
+        answers: list[dict[str, str]],
     ) -> aiohttp.FormData:
         data = aiohttp.FormData()
         data.add_field("recipient", json.dumps({"id": psid}))
         for name, value in messaging.items():
             data.add_field(name, value)
-        message = {
+        message: dict[str, Any] = {
             "attachment": {
                 "type": attachment_type(attachment.content_type),
                 "payload": {"is_reusable": False},
             },
             "metadata": metadata,
         }
+        if answers:
+            message["quick_replies"] = answers
         data.add_field("message", json.dumps(message))
         data.add_field(
             "filedata",
@@ -444,15 +452,23 @@ class MessengerConnector(Connector):
         if not steps:
             raise SendError("the answer has neither text nor files", permanent=True)
         several = len(steps) > 1
+        offered = quick_replies(message.choices)
+        if message.choices and not offered:
+            log.warning(
+                "messenger answers not offered as quick replies (more than 13, or too long)",
+                outbox_id=message.outbox_id,
+            )
         done = await self._partial(psid, message.outbox_id) if several else []
         mids = list(done)
         for n, step in enumerate(steps[len(done) :], start=len(done)):
+            # Messenger shows the quick replies of the newest message only: they go on the last.
+            answers = offered if n == len(steps) - 1 else []
             if isinstance(step, str):
                 request: aiohttp.FormData | dict[str, Any] = self._text_request(
-                    psid, messaging, step, metadata
+                    psid, messaging, step, metadata, answers
                 )
             else:
-                request = await self._file_request(psid, messaging, step, metadata)
+                request = await self._file_request(psid, messaging, step, metadata, answers)
             mids.append(await self._post(request, tagged))
             if several and n < len(steps) - 1:
                 await self._save_partial(psid, message.outbox_id, mids)

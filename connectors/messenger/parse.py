@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.messenger.send import CHOICE_PAYLOAD
 from ingest.model import Kind, Location, RawPayload, chosen_kind
 
 JSON = "application/json"
@@ -272,6 +273,10 @@ def _message(item: _Item) -> Event:
         else:
             unsupported.append(kind)
     quick_reply = message.get("quick_reply")
+    payload = _text(quick_reply.get("payload")) if isinstance(quick_reply, Mapping) else ""
+    if payload.startswith(CHOICE_PAYLOAD) and not any(lines):
+        # A tapped answer's text is its title; should Meta ever leave it out, the payload has it.
+        lines.append(payload[len(CHOICE_PAYLOAD) :].strip())
     reply_to = message.get("reply_to")
     replied = _id(reply_to.get("mid")) if isinstance(reply_to, Mapping) else ""
     return Incoming(
@@ -283,9 +288,8 @@ def _message(item: _Item) -> Event:
         media=tuple(media),
         unsupported=tuple(unsupported),
         location=location,
-        kind=chosen_kind(_text(quick_reply.get("payload")))
-        if isinstance(quick_reply, Mapping)
-        else None,
+        # Only a "kind:" payload chooses a kind; an answer ("choice:4 🙂") is just its text.
+        kind=chosen_kind(payload),
         replies_to=(replied,) if replied else (),
     )
 

@@ -6,17 +6,25 @@ own, uploaded with the request (multipart ``filedata``), typed ``image``, ``vide
 or ``file``; Meta takes up to 25 MB. Errors come as ``{"error": {"code", "error_subcode",
 "message", "type", "fbtrace_id"}}``; ``classify`` sorts them into "the window is closed", "try
 again later" and "this will never work".
+
+Answers to offer (a survey's "1 😞" to "5 😀") go as quick replies on the last message: Meta shows
+up to 13, each title up to 20 characters, and posts a tapped one back as a message whose text is
+the title, with the quick reply's payload next to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 TEXT_LIMIT = 2000
 FILE_LIMIT = 25 * 1024 * 1024
+QUICK_REPLY_LIMIT = 13
+QUICK_REPLY_TITLE_LIMIT = 20
+# A quick reply's payload: the answer it offers. Never "kind:..." (a kind button's payload).
+CHOICE_PAYLOAD = "choice:"
 # Free-form answers within 24 hours of the citizen's last message; a person's answer with the
 # HUMAN_AGENT tag up to 7 days.
 STANDARD_WINDOW = timedelta(hours=24)
@@ -96,6 +104,28 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     if rest:
         pieces.append(rest)
     return pieces
+
+
+def _utf16(text: str) -> int:
+    # Counted as Meta's JavaScript does: an emoji is two.
+    return len(text.encode("utf-16-le")) // 2
+
+
+def quick_replies(choices: Sequence[str]) -> list[dict[str, str]]:
+    """``choices`` as Messenger quick replies; none at all when Meta would not show them whole.
+
+    Meta cuts a longer title short and would post the cut title back, which is not the answer
+    offered; and a part of the answers is no fair choice. The text says how to answer anyway.
+    """
+    labels = [choice.strip() for choice in choices]
+    if not labels or len(labels) > QUICK_REPLY_LIMIT:
+        return []
+    if any(not label or _utf16(label) > QUICK_REPLY_TITLE_LIMIT for label in labels):
+        return []
+    return [
+        {"content_type": "text", "title": label, "payload": f"{CHOICE_PAYLOAD}{label}"}
+        for label in labels
+    ]
 
 
 def attachment_type(content_type: str) -> str:

@@ -24,7 +24,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from aiohttp import web
-from telegram import Chat, InlineKeyboardMarkup, InputFile, Message, Update
+from telegram import (
+    Chat,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
 from telegram.error import TelegramError
 
 from connectors.base import Capabilities, Connector, ConnectorContext, SendError
@@ -78,6 +86,8 @@ PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 # A kind chosen with a button and never followed by a message does not colour one a day later.
 KIND_VALID = timedelta(hours=24)
+# Answer buttons, at most five a row: the survey's five ("1 😞" to "5 😀") fit a phone's width.
+CHOICES_PER_ROW = 5
 
 Handler = Callable[[BotClient, Update, RawPayload], Awaitable[None]]
 
@@ -411,13 +421,18 @@ class TelegramConnector(Connector):
         parts = split_text(message.text)
         if not parts and not message.attachments:
             raise SendError("the message is empty", permanent=True)
+        # The keyboard goes with the last message only: what the citizen answers comes last.
+        last = len(parts) + len(message.attachments) - 1
+        markup = answer_keyboard(message.choices)
         first: int | None = None
         try:
-            for part in parts:
-                sent = await client.bot.send_message(chat_id, part)
+            for n, part in enumerate(parts):
+                keyboard = markup if n == last else None
+                sent = await client.bot.send_message(chat_id, part, reply_markup=keyboard)
                 first = sent.message_id if first is None else first
-            for attachment in message.attachments:
-                sent = await self._send_file(client, chat_id, attachment)
+            for n, attachment in enumerate(message.attachments, start=len(parts)):
+                keyboard = markup if n == last else None
+                sent = await self._send_file(client, chat_id, attachment, keyboard)
                 first = sent.message_id if first is None else first
         except TelegramError as exc:
             raise send_error(exc, client) from exc
@@ -426,7 +441,11 @@ class TelegramConnector(Connector):
         return SendResult(provider_id=provider_id, status=DeliveryStatus.SENT)
 
     async def _send_file(
-        self, client: BotClient, chat_id: int, attachment: OutboundAttachment
+        self,
+        client: BotClient,
+        chat_id: int,
+        attachment: OutboundAttachment,
+        keyboard: ReplyKeyboardMarkup | ReplyKeyboardRemove | None = None,
     ) -> Message:
         try:
             data = await self.context.files.get(attachment.sha256)
@@ -437,8 +456,23 @@ class TelegramConnector(Connector):
             ) from exc
         upload = InputFile(data, filename=attachment.filename)
         if attachment.content_type in PHOTO_TYPES and len(data) <= MAX_PHOTO_BYTES:
-            return await client.bot.send_photo(chat_id, upload)
-        return await client.bot.send_document(chat_id, upload)
+            return await client.bot.send_photo(chat_id, upload, reply_markup=keyboard)
+        return await client.bot.send_document(chat_id, upload, reply_markup=keyboard)
+
+
+def answer_keyboard(choices: Sequence[str]) -> ReplyKeyboardMarkup | ReplyKeyboardRemove:
+    """The answers offered as a reply keyboard; without answers, a stale keyboard taken away.
+
+    A reply keyboard's button sends its label as the citizen's own message, which intake reads
+    like a typed answer. Telegram keeps a keyboard (even a one-time one, behind an icon) until
+    the bot sends another: a survey's buttons tapped weeks later would reopen the matter, so a
+    message without answers removes whatever keyboard the chat still has.
+    """
+    labels = [c for c in (choice.strip() for choice in choices) if c]
+    if not labels:
+        return ReplyKeyboardRemove()
+    rows = [labels[n : n + CHOICES_PER_ROW] for n in range(0, len(labels), CHOICES_PER_ROW)]
+    return ReplyKeyboardMarkup(rows, one_time_keyboard=True, resize_keyboard=True)
 
 
 def _state_key(chat_id: int) -> str:

@@ -693,7 +693,9 @@ class WebChatConnector(Connector):
         sockets = self._sockets.get(visitor)
         if sockets:
             line = await self._line_of(message)
-            if await self._push_all(sockets, {"type": "message", **line_json(line)}):
+            # Answer buttons are offered live only; after a reload the text says how to answer.
+            frame = {"type": "message", **line_json(line, message.choices)}
+            if await self._push_all(sockets, frame):
                 self._wake.set()  # an answer takes the visitor out of the queue
                 return SendResult(provider_id, DeliveryStatus.DELIVERED)
         if self.present(visitor) or message.automatic:

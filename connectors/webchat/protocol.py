@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -255,7 +255,8 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def line_json(line: ChatLine) -> dict[str, Any]:
+def line_json(line: ChatLine, choices: Sequence[str] = ()) -> dict[str, Any]:
+    """A line as the widget reads it; ``choices`` are answers it offers as buttons under it."""
     return {
         "id": line.id,
         "from": line.sender,
@@ -265,6 +266,7 @@ def line_json(line: ChatLine) -> dict[str, Any]:
             {"url": a.url, "name": a.name, "content_type": a.content_type} for a in line.attachments
         ],
         "client_id": line.client_id,
+        "choices": [c for c in (choice.strip() for choice in choices) if c],
     }
 
 

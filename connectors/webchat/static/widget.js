@@ -58,6 +58,7 @@
       pending: "Wordt verzonden…",
       sent: "Verzonden",
       retry: "Opnieuw proberen",
+      choices: "Kies een antwoord",
       chars_left: "Nog {n} tekens",
       chars_over: "{n} tekens te veel",
       closed: "De chat is nu gesloten.",
@@ -118,6 +119,7 @@
       pending: "Envoi en cours…",
       sent: "Envoyé",
       retry: "Réessayer",
+      choices: "Choisissez une réponse",
       chars_left: "Encore {n} caractères",
       chars_over: "{n} caractères de trop",
       closed: "Le chat est fermé pour le moment.",
@@ -178,6 +180,7 @@
       pending: "Sending…",
       sent: "Sent",
       retry: "Try again",
+      choices: "Choose an answer",
       chars_left: "{n} characters left",
       chars_over: "{n} characters too many",
       closed: "The chat is closed now.",
@@ -311,6 +314,10 @@
     .msg .error { max-width: 85%; text-align: right; }
     .link-button { padding: 0; border: 0; background: none; color: #0b4f96;
       text-decoration: underline; }
+    .choices { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; }
+    .choice { min-width: 44px; min-height: 44px; padding: 6px 12px; border: 2px solid #0b5cad;
+      border-radius: 999px; background: #fff; color: #0b4f96; font-weight: 600; }
+    .choice:hover { background: #eef3f9; }
     .notice { margin: 8px 0 12px; padding: 10px 12px; border-left: 4px solid #0b5cad;
       background: #eef3f9; }
     .notice p { margin: 0 0 4px; }
@@ -433,6 +440,7 @@
     byClient: new Map(), // client_id -> element of the visitor's own message
     unread: 0,
     contactSending: false,
+    choices: null, // the answer buttons on show, if any (one set at a time)
   };
   const saveOutbox = () => {
     const kept = state.outbox.length ? JSON.stringify(state.outbox) : null;
@@ -810,6 +818,7 @@
   }
 
   function queueFrame(frame) {
+    clearChoices();
     state.outbox.push(frame);
     saveOutbox();
     const text = frame.text || "";
@@ -832,6 +841,46 @@
     fitText();
     showCounter();
     queueFrame({ type: "message", client_id: newClientId(), text });
+  }
+
+  // ---- answer buttons -------------------------------------------------------------------------
+
+  // Answers offered under a staff or system line (a survey's "1 😞" to "5 😀"). A click sends
+  // the label as the visitor's own message, exactly as if typed; the buttons go once the
+  // visitor sends anything, as the line's question is then answered.
+  function offerChoices(line) {
+    const labels = (Array.isArray(line.choices) ? line.choices : []).filter(
+      (c) => typeof c === "string" && c.trim(),
+    );
+    const el = line.from !== "visitor" ? state.shown.get(line.id) : null;
+    // Under the newest line only: anything after it (the visitor's own words) answered it.
+    if (!el || el.nextElementSibling || !labels.length) return;
+    if (state.choices?.parentNode === el) return; // the same line pushed twice
+    clearChoices();
+    const group = h("div", { class: "choices", role: "group", "aria-label": S.choices });
+    for (const label of labels) {
+      const attrs = { type: "button", class: "choice", onclick: () => choose(label) };
+      group.append(h("button", attrs, label));
+    }
+    el.append(group);
+    state.choices = group;
+  }
+
+  function clearChoices() {
+    if (state.choices) state.choices.remove();
+    state.choices = null;
+  }
+
+  // Buttons belong under the newest line: once anything follows it, its question is past.
+  function dropStaleChoices() {
+    if (state.choices?.parentNode?.nextElementSibling) clearChoices();
+  }
+
+  function choose(label) {
+    // The pressed button is about to go: keep keyboard focus where the conversation goes on.
+    const focused = state.choices?.contains(ui.shadow.activeElement);
+    queueFrame({ type: "message", client_id: newClientId(), text: label });
+    if (focused) (ui.composer.hidden ? ui.log : ui.text).focus();
   }
 
   function resend(clientId) {
@@ -932,6 +981,7 @@
       say(ui.composerError, problem);
       return;
     }
+    clearChoices();
     const clientId = newClientId();
     const preview = URL.createObjectURL(file);
     const local = { url: preview, name: file.name, content_type: file.type };
@@ -1037,7 +1087,10 @@
       state.timezone = frame.timezone || state.timezone;
       ui.attach.disabled = false;
       showStatus(null);
-      for (const line of frame.transcript || []) showLine(line);
+      const transcript = frame.transcript || [];
+      for (const line of transcript) showLine(line);
+      dropStaleChoices();
+      if (transcript.length) offerChoices(transcript[transcript.length - 1]);
       showReference(frame.reference);
       showQueue(frame.queue);
       showHours();
@@ -1050,7 +1103,12 @@
       settle(frame.client_id, frame);
     },
     message(frame) {
-      if (showLine(frame)) {
+      if (frame.from === "visitor") clearChoices(); // answered in another tab
+      const fresh = showLine(frame);
+      dropStaleChoices();
+      // Also for a line the welcome showed already: the transcript carries no answers.
+      offerChoices(frame);
+      if (fresh) {
         scrollDown();
         if (ui.panel.hidden && frame.from === "staff") setUnread(state.unread + 1);
       }
