@@ -9,9 +9,9 @@ in the registry (``connectors/__init__.py``) and its tests.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
@@ -199,6 +199,9 @@ class ConnectorContext:
     timezone: str = "Europe/Brussels"
     # The web chat's read side (transcripts, queue); None where no database is wired in.
     chats: ChatReader | None = None
+    # The time of day: when a message arrived, whether the office is open. The service's own
+    # clock, which tests of deadlines and surveys move by hand.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 class Connector(abc.ABC):

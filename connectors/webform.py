@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import jinja2
@@ -408,7 +407,7 @@ class WebFormConnector(Connector):
         submission_id = f.get("submission_id", "")
         if not (8 <= len(submission_id) <= 64 and submission_id.isalnum()):
             submission_id = uuid.uuid4().hex
-        now = datetime.now(UTC)
+        now = self.context.clock()
         envelope: dict[str, object] = {
             k: v for k, v in f.items() if k not in ("csrf_token", "website")
         }

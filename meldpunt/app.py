@@ -340,7 +340,11 @@ def attachment_store(config: LoadedConfig) -> AttachmentStore:
 
 
 def build_connectors(
-    config: LoadedConfig, db: Database, intake: Intake, files: AttachmentStore
+    config: LoadedConfig,
+    db: Database,
+    intake: Intake,
+    files: AttachmentStore,
+    clock: Callable[[], datetime] | None = None,
 ) -> dict[Channel, Connector]:
     """Every enabled channel's connector, sharing one context."""
     settings = config.settings
@@ -354,6 +358,7 @@ def build_connectors(
         calendar=calendar(config),
         timezone=settings.town.timezone,
         chats=DatabaseChats(db.engine),
+        **({"clock": clock} if clock is not None else {}),
     )
     return _build_connectors(config, context)
 
@@ -404,7 +409,7 @@ def create_app(
     followup = follow_up(config)
     intake = build_intake(config, db, rules.current, followup, clock)
     files = attachment_store(config)
-    connectors = build_connectors(config, db, intake, files)
+    connectors = build_connectors(config, db, intake, files, clock)
     dispatcher = Dispatcher(
         db.engine,
         {ch: c for ch, c in connectors.items() if c.sends(ch)},

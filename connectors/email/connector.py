@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import re
 import ssl
-from datetime import UTC, datetime
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -231,7 +230,7 @@ class EmailConnector(Connector):
                 channel=self.channel,
                 provider_id=original,
                 status=DeliveryStatus.FAILED,
-                received_at=datetime.now(UTC),
+                received_at=self.context.clock(),
                 detail=detail[:1000],
                 raw=payload,
             )
@@ -278,7 +277,7 @@ class EmailConnector(Connector):
                 display_name=parsed.from_name,
                 language=parsed.language,
             ),
-            received_at=datetime.now(UTC),
+            received_at=self.context.clock(),
             text=text,
             full_text=parsed.full_text if parsed.full_text != parsed.text else None,
             raw=payload,
@@ -304,7 +303,7 @@ class EmailConnector(Connector):
                 sender=sender_for(self.options, message.department),
                 message_id=message_id,
                 town_name=self.context.town_name,
-                now=datetime.now(UTC),
+                now=self.context.clock(),
                 attachments=files,
             )
         except ValueError as exc:

@@ -22,7 +22,7 @@ import json
 import mimetypes
 import posixpath
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -89,10 +89,6 @@ METADATA_PREFIX = "meldpunt:outbox:"
 EDIT_NOTE = "Aangepaste tekst (de burger wijzigde het bericht in Messenger)"
 # A citizen's clock is not ours: a message dated in the future is dated on arrival.
 _FUTURE_SLACK = timedelta(minutes=5)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class MessengerConnector(Connector):
@@ -241,7 +237,7 @@ class MessengerConnector(Connector):
                     channel=Channel.MESSENGER,
                     provider_id=provider_id,
                     status=status,
-                    received_at=_now(),
+                    received_at=self.context.clock(),
                     raw=raw,
                 )
             )
@@ -254,7 +250,7 @@ class MessengerConnector(Connector):
             )
             for kind in event.unsupported
         ]
-        now = _now()
+        now = self.context.clock()
         sent_at = event.sent_at
         received_at = sent_at if sent_at is not None and sent_at <= now + _FUTURE_SLACK else now
         return InboundMessage(
@@ -437,7 +433,7 @@ class MessengerConnector(Connector):
         last = message.last_inbound_at
         try:
             messaging = messaging_fields(
-                _now() - last if last is not None else None,
+                self.context.clock() - last if last is not None else None,
                 automatic=message.automatic,
                 human_agent_tag=self.options.human_agent_tag,
             )
@@ -475,7 +471,11 @@ class MessengerConnector(Connector):
         provider_id = mids[-1]
         try:
             await self._sent.record(
-                psid, message.outbox_id, mids, provider_id, int(_now().timestamp() * 1000)
+                psid,
+                message.outbox_id,
+                mids,
+                provider_id,
+                int(self.context.clock().timestamp() * 1000),
             )
         except Exception as exc:
             # Sent is sent: only the read receipts of this answer will not be matched.

@@ -17,7 +17,7 @@ import hashlib
 import json
 import mimetypes
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import aiohttp
@@ -210,7 +210,7 @@ class TwilioConnector(Connector):
             sender=ContactRef(
                 (Identity(IdentityKind.PHONE, number),), display_name=parsed.profile_name
             ),
-            received_at=datetime.now(UTC),
+            received_at=self.context.clock(),
             text=parsed.text,
             raw=raw,
             kind=parsed.kind,
@@ -275,7 +275,7 @@ class TwilioConnector(Connector):
             channel=status.channel,
             provider_id=status.message_sid,
             status=status.status,
-            received_at=datetime.now(UTC),
+            received_at=self.context.clock(),
             detail=status.detail,
             raw=RawPayload(FORM, body),
         )
@@ -319,7 +319,7 @@ class TwilioConnector(Connector):
         if not sender:
             raise SendError(f"no Twilio number is configured for {channel.value}")
         to, from_ = self._address(channel, message.recipient), self._address(channel, sender)
-        now = datetime.now(UTC)
+        now = self.context.clock()
         if channel is Channel.WHATSAPP and not self._window_open(message, now):
             await self._window_closed(message, to, from_, now)
         try:

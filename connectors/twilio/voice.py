@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -163,7 +163,7 @@ class VoiceLine:
         self.context = context
         self.options = options
         self.flow = CallFlow(options, context.public_url.rstrip("/"))
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.clock: Callable[[], datetime] = context.clock
         self._signature = signature
         self._download = download
 

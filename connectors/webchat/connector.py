@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib.resources import files as package_files
 from importlib.resources.abc import Traversable
 from pathlib import PurePath
@@ -180,7 +180,7 @@ class WebChatConnector(Connector):
         super().__init__(context)
         self.options = options = options or WebChatOptions()
         # Office hours and timestamps are read from this clock; tests set it.
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.clock: Callable[[], datetime] = context.clock
         # Written by the widget's own build; served from the installed package.
         self.widget_path: Traversable = package_files("connectors.webchat") / "static/widget.js"
         own = _origin_of(context.public_url)
