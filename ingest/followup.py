@@ -24,7 +24,7 @@ import enum
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -503,37 +503,23 @@ async def notify_citizen(
     route = await citizen_route(conn, ticket)
     if route.address is None:
         return f"the citizen left no address to reach on {route.channel.value}"
-    rendered = followup.render(
-        notice,
-        language=await _language(conn, ticket),
-        channel=route.channel,
-        kind=ticket["kind"],
-        values={
-            "reference": ticket["reference"],
-            "name": await _name(conn, ticket),
-            "department": followup.department_name(ticket["department"]),
-            **values,
-        },
-    )
-    if rendered is None:
-        return f"the town's {notice.value} template could not be used (see the log)"
-    subject, text = rendered
-    await queue_outbound(
+    return await _queue_notice(
         conn,
-        [
-            OutboundDraft(
-                ticket_id=ticket["id"],
-                channel=route.channel.value,
-                recipient=route.address,
-                text=text,
-                subject=subject if route.channel is Channel.EMAIL else None,
-                purpose=purpose or notice.value,
-                choices=tuple(choices),
-            )
-        ],
+        followup,
+        ticket,
+        notice,
         now,
+        language=await _language(conn, ticket),
+        draft=OutboundDraft(
+            ticket_id=ticket["id"],
+            channel=route.channel.value,
+            recipient=route.address,
+            text="",
+            purpose=purpose or notice.value,
+            choices=tuple(choices),
+        ),
+        values=values,
     )
-    return None
 
 
 async def notify_staff(
@@ -545,42 +531,64 @@ async def notify_staff(
     values: Mapping[str, Any],
     now: datetime,
 ) -> str | None:
-    """Queue a staff notice by e-mail; return why not when it cannot be sent."""
+    """Queue a staff notice by e-mail, in the town's language; return why not when it cannot."""
     if not address:
         return f"the department '{ticket['department']}' has no e-mail address in the configuration"
-    rendered = followup.render(
+    return await _queue_notice(
+        conn,
+        followup,
+        ticket,
         notice,
+        now,
         language=None,
-        channel=Channel.EMAIL,
-        kind=ticket["kind"],
+        draft=OutboundDraft(
+            ticket_id=ticket["id"],
+            channel=Channel.EMAIL.value,
+            recipient=address,
+            text="",
+            purpose=notice.value,
+            direction="note",
+        ),
         values={
-            "reference": ticket["reference"],
-            "department": followup.department_name(ticket["department"]),
             "subject": ticket["subject"] or "",
             "ticket_url": followup.ticket_url(ticket["reference"]),
             "message": await _first_message(conn, ticket["id"]),
+            **values,
+        },
+    )
+
+
+async def _queue_notice(
+    conn: AsyncConnection,
+    followup: FollowUp,
+    ticket: Mapping[str, Any],
+    notice: Notice,
+    now: datetime,
+    *,
+    language: str | None,
+    draft: OutboundDraft,
+    values: Mapping[str, Any],
+) -> str | None:
+    """Render ``notice`` for the ticket and queue it as ``draft`` (its text and subject filled)."""
+    channel = Channel(draft.channel)
+    rendered = followup.render(
+        notice,
+        language=language,
+        channel=channel,
+        kind=ticket["kind"],
+        values={
+            "reference": ticket["reference"],
             "name": await _name(conn, ticket),
+            "department": followup.department_name(ticket["department"]),
             **values,
         },
     )
     if rendered is None:
         return f"the town's {notice.value} template could not be used (see the log)"
     subject, text = rendered
-    await queue_outbound(
-        conn,
-        [
-            OutboundDraft(
-                ticket_id=ticket["id"],
-                channel=Channel.EMAIL.value,
-                recipient=address,
-                text=text,
-                subject=subject or f"[{ticket['reference']}]",
-                purpose=notice.value,
-                direction="note",
-            )
-        ],
-        now,
-    )
+    # An e-mail always carries the reference in its subject; other channels have none.
+    subject = (subject or f"[{ticket['reference']}]") if channel is Channel.EMAIL else None
+    await queue_outbound(conn, [replace(draft, text=text, subject=subject)], now)
     return None
 
 
