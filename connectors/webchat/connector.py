@@ -50,6 +50,7 @@ from connectors.webchat.protocol import (
     client_id_of,
     error_frame,
     iso,
+    kind_of,
     line_json,
     new_visitor_id,
     parse_frame,
@@ -77,6 +78,7 @@ from ingest.model import (
     IdentityKind,
     InboundMessage,
     IntakeUnavailable,
+    Kind,
     OutboundMessage,
     RawPayload,
     SendResult,
@@ -403,7 +405,9 @@ class WebChatConnector(Connector):
             await self._error(socket, "rate_limited", frame.client_id)
             return
         raw = {"type": "message", "client_id": frame.client_id, "text": frame.text}
-        await self._submit_frame(socket, frame.client_id, text, (), raw)
+        if frame.kind is not None:
+            raw["kind"] = frame.kind.value
+        await self._submit_frame(socket, frame.client_id, text, (), raw, frame.kind)
 
     async def _submit_frame(
         self,
@@ -412,10 +416,17 @@ class WebChatConnector(Connector):
         text: str,
         addresses: tuple[Identity, ...],
         frame: dict[str, Any],
+        kind: Kind | None = None,
     ) -> bool:
         try:
             received, _ = await self._submit(
-                socket.author, client_id, text, frame, addresses=addresses, sender=socket
+                socket.author,
+                client_id,
+                text,
+                frame,
+                addresses=addresses,
+                sender=socket,
+                kind=kind,
             )
         except IntakeUnavailable:
             await self._error(socket, "unavailable", client_id)
@@ -433,10 +444,12 @@ class WebChatConnector(Connector):
         addresses: tuple[Identity, ...] = (),
         attachments: tuple[Attachment, ...] = (),
         sender: _Socket | None = None,
+        kind: Kind | None = None,
     ) -> tuple[dict[str, Any], ChatLine]:
         """Hand one message to intake; the ``received`` frame and the message's line.
 
         The visitor's other open widgets (tabs) are shown the line; ``sender`` has it already.
+        ``kind`` is the visitor's choice; intake keeps it only when the message opens a ticket.
 
         Raises:
             IntakeUnavailable: nothing was stored; the widget keeps the message and retries.
@@ -451,6 +464,7 @@ class WebChatConnector(Connector):
             received_at=now,
             text=text,
             raw=RawPayload(JSON, json.dumps(envelope, ensure_ascii=False).encode()),
+            kind=kind,
             attachments=attachments,
             language=lang,
             hints=ThreadHints(conversation=conversation_key(visitor)),
@@ -577,13 +591,15 @@ class WebChatConnector(Connector):
             "email": frame.email,
             "phone": frame.phone,
         }
+        if frame.kind is not None:
+            raw["kind"] = frame.kind.value
         try:
             await self._leave_addresses(socket, addresses, raw)
         except IntakeUnavailable:
             await self._error(socket, "unavailable", frame.client_id)
             return
         # Answered by ``received`` alone: the welcome tells a returning widget what was kept.
-        await self._submit_frame(socket, frame.client_id, text, addresses, raw)
+        await self._submit_frame(socket, frame.client_id, text, addresses, raw, frame.kind)
 
     # --- pushing to the widget ----------------------------------------------------------------
 
@@ -771,6 +787,8 @@ class WebChatConnector(Connector):
             raise _Refused(403, "forbidden", "no valid visitor token")
         try:
             client_id = client_id_of(fields.get("client_id"))
+            # A form field cannot be null: an empty one is no choice.
+            kind = kind_of(fields.get("kind") or None, client_id)
         except BadFrame as exc:
             raise _Refused(400, "bad_frame", str(exc)) from None
         if upload is None:
@@ -795,10 +813,12 @@ class WebChatConnector(Connector):
         name = f"{stem}{EXTENSIONS[content_type]}"
         digest = await self.context.files.put(data)
         frame = {"type": "upload", "client_id": client_id, "text": text, "file": name}
+        if kind is not None:
+            frame["kind"] = kind.value
         attachment = Attachment(name, content_type, len(data), digest)
         try:
             received, line = await self._submit(
-                author, client_id, text, frame, attachments=(attachment,)
+                author, client_id, text, frame, attachments=(attachment,), kind=kind
             )
         except IntakeUnavailable:
             raise _Refused(503, "unavailable", "nothing was stored; try again shortly") from None
@@ -826,7 +846,7 @@ class WebChatConnector(Connector):
                             await part.release()
                         raise too_large
                     upload = (part.filename or "", data) if data else None
-                elif part.name in ("visitor", "client_id", "text"):
+                elif part.name in ("visitor", "client_id", "text", "kind"):
                     value = await _read_limited(part, field_limit)
                     if value is None:
                         raise _Refused(400, "too_long", f"the field {part.name} is too long")

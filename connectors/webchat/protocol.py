@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ingest.chat import ChatLine
+from ingest.model import Kind
 
 LANGUAGES = ("nl", "fr", "en")
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -136,10 +137,15 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class ChatText:
-    """A ``message`` frame: text the visitor wrote in the chat."""
+    """A ``message`` frame: text the visitor wrote in the chat.
+
+    ``kind`` is what the visitor said the message is; intake keeps it only when the message
+    opens a ticket (a message that continues one cannot change what the ticket is about).
+    """
 
     client_id: str
     text: str
+    kind: Kind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +160,7 @@ class OfflineMessage:
     text: str
     email: str | None
     phone: str | None
+    kind: Kind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +180,21 @@ def client_id_of(value: object) -> str:
     if not isinstance(value, str) or not _CLIENT_ID.match(value):
         raise BadFrame("client_id must be 1 to 64 letters, digits, '-' or '_'")
     return value
+
+
+def kind_of(value: object, client_id: str | None = None) -> Kind | None:
+    """The kind a frame (or an upload) names: one of ``Kind``'s values, or None when absent.
+
+    Raises:
+        BadFrame: anything else, so a widget that sends a kind meldpunt does not know is told,
+            instead of its message quietly becoming a report.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and value in Kind._value2member_map_:
+        return Kind(value)
+    names = ", ".join(kind.value for kind in Kind)
+    raise BadFrame(f"kind must be one of {names}, or null", client_id)
 
 
 def _text(frame: Mapping[str, Any], client_id: str | None) -> str:
@@ -202,7 +224,7 @@ def _hello(frame: Mapping[str, Any]) -> Hello:
 
 def _message(frame: Mapping[str, Any]) -> ChatText:
     client_id = client_id_of(frame.get("client_id"))
-    return ChatText(client_id, _text(frame, client_id))
+    return ChatText(client_id, _text(frame, client_id), kind_of(frame.get("kind"), client_id))
 
 
 def _contact(frame: Mapping[str, Any]) -> ContactDetails:
@@ -216,6 +238,7 @@ def _offline(frame: Mapping[str, Any]) -> OfflineMessage:
         _text(frame, client_id),
         _optional(frame, "email", client_id),
         _optional(frame, "phone", client_id),
+        kind_of(frame.get("kind"), client_id),
     )
 
 

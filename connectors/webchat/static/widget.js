@@ -59,6 +59,15 @@
       sent: "Verzonden",
       retry: "Opnieuw proberen",
       choices: "Kies een antwoord",
+      kind_label: "Waarover gaat het?",
+      kind_none: "Maak een keuze (niet verplicht)",
+      kinds: {
+        report: "Melding (iets is stuk, vuil of gevaarlijk)",
+        question: "Vraag",
+        suggestion: "Suggestie of idee",
+        complaint: "Klacht",
+        compliment: "Compliment",
+      },
       chars_left: "Nog {n} tekens",
       chars_over: "{n} tekens te veel",
       closed: "De chat is nu gesloten.",
@@ -120,6 +129,15 @@
       sent: "Envoyé",
       retry: "Réessayer",
       choices: "Choisissez une réponse",
+      kind_label: "De quoi s'agit-il ?",
+      kind_none: "Faites un choix (facultatif)",
+      kinds: {
+        report: "Signalement (cassé, sale ou dangereux)",
+        question: "Question",
+        suggestion: "Suggestion ou idée",
+        complaint: "Plainte",
+        compliment: "Compliment",
+      },
       chars_left: "Encore {n} caractères",
       chars_over: "{n} caractères de trop",
       closed: "Le chat est fermé pour le moment.",
@@ -181,6 +199,15 @@
       sent: "Sent",
       retry: "Try again",
       choices: "Choose an answer",
+      kind_label: "What is it about?",
+      kind_none: "Choose (optional)",
+      kinds: {
+        report: "Report (something broken, dirty or dangerous)",
+        question: "Question",
+        suggestion: "Suggestion or idea",
+        complaint: "Complaint",
+        compliment: "Compliment",
+      },
       chars_left: "{n} characters left",
       chars_over: "{n} characters too many",
       closed: "The chat is closed now.",
@@ -216,6 +243,8 @@
     },
   };
   const LOCALES = { nl: "nl-BE", fr: "fr-BE", en: "en-GB" };
+  // The kinds of message the protocol knows, in the order they are offered.
+  const KINDS = ["report", "question", "suggestion", "complaint", "compliment"];
 
   // data-lang first, then the browser's languages; Dutch when none of them is ours.
   const LANG =
@@ -270,8 +299,8 @@
       color: #1a1a1a; }
     .sr-only { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0;
       overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
-    button, input, textarea { font: inherit; color: inherit; }
-    input, textarea { font-size: 16px; } /* smaller makes iOS zoom in on focus */
+    button, input, select, textarea { font: inherit; color: inherit; }
+    input, select, textarea { font-size: 16px; } /* smaller makes iOS zoom in on focus */
     button { cursor: pointer; }
     .launcher { position: fixed; right: 16px; bottom: 16px; z-index: 2147483000;
       display: inline-flex; align-items: center; gap: 8px; min-height: 48px; padding: 10px 18px;
@@ -322,8 +351,11 @@
       background: #eef3f9; }
     .notice p { margin: 0 0 4px; }
     form.stack label { display: block; margin: 10px 0 4px; font-weight: 600; font-size: 14px; }
-    input[type=email], input[type=tel], textarea { width: 100%; padding: 8px 10px;
+    input[type=email], input[type=tel], textarea, select { width: 100%; padding: 8px 10px;
       border: 1px solid #767676; border-radius: 8px; background: #fff; }
+    select { min-height: 44px; }
+    .composer .kind { margin: 0 0 8px; }
+    .kind label { display: block; margin: 0 0 4px; font-weight: 600; font-size: 14px; }
     input[aria-invalid=true], textarea[aria-invalid=true] { border: 2px solid #b3261e; }
     .hint { margin: 4px 0 0; font-size: 13.5px; color: #595959; }
     .primary { margin-top: 12px; min-height: 44px; padding: 8px 16px; border: 0;
@@ -441,7 +473,12 @@
     unread: 0,
     contactSending: false,
     choices: null, // the answer buttons on show, if any (one set at a time)
+    // The open ticket's reference: null when there is none, undefined until the server said
+    // (a visitor with a token may have one). The kind can only be chosen while it is null.
+    reference: undefined,
+    kindFor: null, // client_id of the message that took the kind choice (it is asked once)
   };
+  if (!state.token) state.reference = null; // a new visitor has no ticket yet
   const saveOutbox = () => {
     const kept = state.outbox.length ? JSON.stringify(state.outbox) : null;
     store.set("localStorage", OUTBOX_KEY, kept);
@@ -482,6 +519,26 @@
       tabindex: "0",
     });
 
+    // Before the first message: what kind of message it is, optional. Out of office hours the
+    // offline form has its own copy; both show the same choice.
+    const kindChoice = (id) => {
+      const select = h(
+        "select",
+        {
+          id,
+          onchange: () => {
+            for (const other of [ui.kind, ui.offlineKind]) other.value = select.value;
+          },
+        },
+        h("option", { value: "" }, S.kind_none),
+        ...KINDS.map((kind) => h("option", { value: kind }, S.kinds[kind])),
+      );
+      const label = h("label", { for: id }, S.kind_label);
+      return [h("div", { class: "kind", hidden: true }, label, select), select];
+    };
+    [ui.kindField, ui.kind] = kindChoice("mc-kind");
+    [ui.offlineKindField, ui.offlineKind] = kindChoice("mc-offline-kind");
+
     // Out of office hours: when we are back, and a message with an address in one step.
     ui.closedText = h("p", {});
     ui.offlineText = h("textarea", { id: "mc-offline-text", rows: "4", required: true });
@@ -492,6 +549,7 @@
       "form",
       { class: "stack", novalidate: true, onsubmit: submitOffline },
       h("p", {}, S.offline_intro),
+      ui.offlineKindField,
       h("label", { for: "mc-offline-text" }, S.message_label),
       ui.offlineText,
       h("label", { for: "mc-offline-email" }, S.email),
@@ -593,6 +651,7 @@
           sendTyped();
         },
       },
+      ui.kindField,
       h("label", { for: "mc-text", class: "sr-only" }, S.message_label),
       h("p", { id: "mc-keys", class: "sr-only" }, S.keys_hint),
       h(
@@ -840,7 +899,47 @@
     ui.text.value = "";
     fitText();
     showCounter();
-    queueFrame({ type: "message", client_id: newClientId(), text });
+    queueFrame(withKind({ type: "message", client_id: newClientId(), text }));
+  }
+
+  // ---- the kind of message --------------------------------------------------------------------
+
+  // Asked only before the first message of a conversation: a message that continues an open
+  // ticket cannot change what the ticket is (the server ignores its kind).
+  function kindOffered() {
+    return state.reference === null && !state.kindFor && !state.outbox.length;
+  }
+
+  function showKind() {
+    const offered = kindOffered();
+    ui.kindField.hidden = !offered;
+    ui.offlineKindField.hidden = !offered;
+  }
+
+  // The frame with the visitor's choice, if any; the choice goes with this one message only.
+  function withKind(frame) {
+    const kind = takeKind(frame.client_id);
+    return kind ? { ...frame, kind } : frame;
+  }
+
+  function takeKind(clientId) {
+    if (!kindOffered()) return null;
+    const kind = KINDS.includes(ui.kind.value) ? ui.kind.value : null;
+    // The choice is about to go: keep keyboard focus out of a hidden field.
+    if ([ui.kind, ui.offlineKind].includes(ui.shadow.activeElement)) {
+      (state.open ? ui.text : ui.offlineText).focus();
+    }
+    state.kindFor = clientId;
+    showKind();
+    return kind;
+  }
+
+  // The message that took the choice was refused: offer it again, as it was.
+  function giveKindBack(clientId, kind) {
+    if (!clientId || state.kindFor !== clientId) return;
+    state.kindFor = null;
+    for (const select of [ui.kind, ui.offlineKind]) select.value = kind || "";
+    showKind();
   }
 
   // ---- answer buttons -------------------------------------------------------------------------
@@ -934,7 +1033,7 @@
     const address = checkAddress(ui.offlineEmail, ui.offlinePhone, ui.offlineError);
     if (!address) return;
     ui.offlineText.value = "";
-    queueFrame({ type: "offline_message", client_id: newClientId(), text, ...address });
+    queueFrame(withKind({ type: "offline_message", client_id: newClientId(), text, ...address }));
   }
 
   function submitContact(event) {
@@ -983,6 +1082,7 @@
     }
     clearChoices();
     const clientId = newClientId();
+    const kind = takeKind(clientId);
     const preview = URL.createObjectURL(file);
     const local = { url: preview, name: file.name, content_type: file.type };
     const el = lineElement({ from: "visitor", text: "", attachments: [local] }, true);
@@ -993,6 +1093,7 @@
     body.append("visitor", state.token || "");
     body.append("client_id", clientId);
     body.append("lang", LANG);
+    if (kind) body.append("kind", kind);
     body.append("file", file, file.name);
     let answer = {};
     let status = 0;
@@ -1018,6 +1119,7 @@
         ? tooLarge()
         : errorText({ 415: "upload_type", 429: "rate_limited" }[status] || "upload_failed");
     setLineState(el, "failed", null, text);
+    giveKindBack(clientId, kind);
   }
 
   // ---- office hours ---------------------------------------------------------------------------
@@ -1051,7 +1153,9 @@
   }
 
   function showReference(reference) {
+    state.reference = reference || null;
     say(ui.reference, reference ? t(S.reference, { ref: reference }) : null);
+    showKind();
   }
 
   function showQueue(queue) {
@@ -1149,6 +1253,8 @@
       }
       const [frameSent] = state.outbox.splice(index, 1);
       saveOutbox();
+      // Refused for good (a rate-limited message is sent again as it is, kind and all).
+      if (frame.code !== "rate_limited") giveKindBack(frame.client_id, frameSent.kind);
       if (frameSent.type === "offline_message") {
         // Back into the form, with the problem next to it.
         if (el) el.remove();
@@ -1251,6 +1357,7 @@
       state.byClient.set(frame.client_id, el);
       appendLine(el, true);
     }
+    showKind();
     // A visitor with a conversation gets staff answers live, also before opening the panel;
     // anyone else connects on first opening (no socket per page view of the town's site).
     if (store.get("sessionStorage", OPEN_KEY)) openPanel(false);

@@ -49,9 +49,9 @@ SLOW_LOOPS = {
     "interval_seconds: 30 ": "interval_seconds: 3600 ",
     "grace_seconds: 30 ": "grace_seconds: 0 ",
 }
-# The chat has no way to say what kind of message it is (docs/channels/webchat-protocol.md),
-# so a town that wants compliments from the chat recognises them by their words. The rule
-# stands first: the topic rules below it set "report" only on a message without a kind.
+# A visitor may choose the kind in the widget (test_kind.py); here the visitor does not, and the
+# town recognises compliments in the chat by their words. The rule stands first: the topic rules
+# below it set "report" only on a message without a kind.
 PRAISE_RULE = """rules:
   - id: lof-in-de-chat
     description: Complimenten in de chat

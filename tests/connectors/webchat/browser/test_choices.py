@@ -130,7 +130,7 @@ async def test_a_visitor_clicks_an_answer_and_it_is_recorded_as_their_score(
     await until(recorded, "the score 5 on the ticket")
     [row] = await meldpunt.rows(Ticket)
     assert (row["survey_state"], row["satisfaction"], row["status"]) == ("answered", 5, "resolved")
-    await expect(visitor.lines().filter(has_text="Bedankt")).to_have_count(1)
+    await expect(visitor.lines().filter(has_text="Bedankt voor uw antwoord")).to_have_count(1)
     await expect(answers(visitor)).to_have_count(0)
 
 
