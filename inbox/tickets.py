@@ -49,7 +49,7 @@ from inbox.schemas import (
     TransferRequest,
 )
 from ingest.files import AttachmentStore
-from ingest.followup import FollowUp, reopen_values, reschedule, resume_values
+from ingest.followup import FollowUp, clock_start, reopen_values, reschedule, resume_values
 from ingest.model import (
     REPLY_IDENTITY,
     Channel,
@@ -512,7 +512,9 @@ async def _follow_status(
     if target == PENDING and previous != PENDING:
         ticket.paused_since = now
     elif previous == PENDING and target == OPEN and followup is not None:
-        for key, value in resume_values(followup, ticket.model_dump(), now).items():
+        row = ticket.model_dump()
+        start = await clock_start(await session.connection(), row)
+        for key, value in resume_values(followup, row, now, start).items():
             setattr(ticket, key, value)
     elif previous in (RESOLVED, CLOSED) and target == OPEN and followup is not None:
         for key, value in reopen_values(followup, ticket.model_dump(), now).items():

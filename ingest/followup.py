@@ -386,17 +386,28 @@ def pauses_of(ticket: Mapping[str, Any]) -> list[Interval]:
     ]
 
 
-def resume_values(followup: FollowUp, ticket: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+async def clock_start(conn: AsyncConnection, ticket: Mapping[str, Any]) -> datetime:
+    """When the ticket's clock started: its first message's arrival, as intake counted it."""
+    first = await conn.scalar(
+        sa.select(MESSAGES.c.created_at)
+        .where(MESSAGES.c.ticket_id == ticket["id"], MESSAGES.c.direction == "in")
+        .order_by(MESSAGES.c.id)
+        .limit(1)
+    )
+    return first if isinstance(first, datetime) else ticket["created_at"]
+
+
+def resume_values(
+    followup: FollowUp, ticket: Mapping[str, Any], now: datetime, start: datetime
+) -> dict[str, Any]:
     """Column values for a pending ticket that is active again: the wait joins ``pauses`` and
-    the deadlines move on by the counted time it lasted."""
+    the deadlines, counted from ``start`` (``clock_start``), move on by the time it lasted."""
     since = ticket["paused_since"]
     pauses = [*(ticket["pauses"] or [])]
     if since is not None:
         pauses.append([since.isoformat(), now.isoformat()])
     intervals = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in pauses]
-    deadlines = followup.deadlines(
-        ticket["kind"], ticket["department"], ticket["created_at"], intervals
-    )
+    deadlines = followup.deadlines(ticket["kind"], ticket["department"], start, intervals)
     values: dict[str, Any] = {"paused_since": None, "pauses": pauses}
     if ticket["first_answer_due"] is not None:
         values["first_answer_due"] = deadlines.first_answer
@@ -853,9 +864,14 @@ async def record_survey_answer(
     now: datetime,
     *,
     via: str,
+    said: str | None = None,
 ) -> None:
     """Store the citizen's score; thank them, or below the threshold refer them to the ombudsman
-    and tell the department. A second answer replaces the first but sends nothing again."""
+    and tell the department. A second answer replaces the first but sends nothing again.
+
+    ``said`` is the reply as written ("slecht"): the lead reads the citizen's own word even when
+    it was nothing but the score.
+    """
     first = ticket["survey_state"] != "answered"
     await conn.execute(
         sa.update(TICKETS)
@@ -877,7 +893,7 @@ async def record_survey_answer(
             ticket,
             Notice.LOW_SCORE,
             followup.staff_address(ticket["department"], lead=True),
-            {"score": score, "comment": comment},
+            {"score": score, "comment": comment or said},
             now,
         )
         await conn.execute(

@@ -29,6 +29,7 @@ from ingest.followup import (
     FollowUp,
     SurveyReply,
     TicketClock,
+    clock_start,
     new_timer_rows,
     notify_staff,
     read_survey_reply,
@@ -1172,7 +1173,7 @@ async def _persist(
                 values["resolved_at"] = None
             if followup is not None:
                 values.update(
-                    resume_values(followup, ticket, now)
+                    resume_values(followup, ticket, now, await clock_start(conn, ticket))
                     if status == TicketStatus.PENDING.value
                     else reopen_values(followup, ticket, now)
                 )
@@ -1262,6 +1263,7 @@ async def _follow_up(
                 p.survey.answer.comment,
                 now,
                 via=via,
+                said=p.msg.text.strip() or None,
             )
         else:
             await record_unclear(conn, followup, ticket, now)
