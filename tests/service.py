@@ -9,7 +9,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,7 +23,7 @@ from meldpunt.app import RUNTIME
 from meldpunt.config import LoadedConfig, load_config
 from store.db import Database
 from store.users import create_token, create_user
-from tests.conftest import rows
+from tests.conftest import Clock, rows
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config"
 
@@ -129,3 +131,35 @@ class RunningService(ServiceProbe):
     @property
     def db(self) -> Database:
         return self.client.app[RUNTIME].db
+
+    async def staff_api(
+        self, method: str, path: str, body: Any = None, **params: str
+    ) -> tuple[int, Any]:
+        """Staff (an operator) calling ``/api/v1{path}``: the status and the JSON answer."""
+        response = await self.client.request(
+            method,
+            f"/api/v1{path}",
+            json=body,
+            params=params,
+            headers={"Authorization": f"Bearer {await self.staff_token()}"},
+        )
+        return response.status, await response.json()
+
+    async def ticket(self, reference: str) -> dict[str, Any]:
+        """The ticket as the API shows it to staff."""
+        status, body = await self.staff_api("GET", f"/tickets/{reference}")
+        assert status == 200, body
+        found: dict[str, Any] = body
+        return found
+
+    async def outbox(self, purpose: str) -> list[dict[str, Any]]:
+        """Outbox rows of ``purpose``, oldest first, as an operator reads them in the API."""
+        status, page = await self.staff_api("GET", "/outbox?limit=200")
+        assert status == 200, page
+        return [r for r in reversed(page["items"]) if r["purpose"] == purpose]
+
+    async def let_time_pass(self, clock: Clock, moment: datetime) -> int:
+        """Let time pass to ``moment``; run the timers due then, as the service's loop would."""
+        clock.now = moment
+        ran: int = await self.client.app[RUNTIME].timers.run_once()
+        return ran

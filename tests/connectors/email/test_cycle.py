@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from inbox import tickets
-from meldpunt.app import RUNTIME, create_app
+from meldpunt.app import create_app
 from tests.conftest import Clock
 from tests.connectors.email.conftest import DovecotServer, Recorder, Start
 from tests.connectors.email.test_connector import (
@@ -141,23 +141,12 @@ class CycleTown(Town):
 
     async def run_timers(self, moment: datetime) -> int:
         """Let time pass to ``moment``; run what is due then, as the service's loop would."""
-        self.clock.now = moment
-        return await self.client.app[RUNTIME].timers.run_once()
+        return await self.let_time_pass(self.clock, moment)
 
     async def api(self, method: str, path: str, body: Any = None, **params: str) -> Any:
-        response = await self.client.request(
-            method,
-            f"/api/v1{path}",
-            json=body,
-            params=params,
-            headers={"Authorization": f"Bearer {await self.staff_token()}"},
-        )
-        assert response.status < 300, f"{method} {path}: {response.status} {await response.text()}"
-        return await response.json()
-
-    async def ticket(self, reference: str) -> dict[str, Any]:
-        found: dict[str, Any] = await self.api("GET", f"/tickets/{reference}")
-        return found
+        status, answer = await self.staff_api(method, path, body, **params)
+        assert status < 300, f"{method} {path}: {status} {answer}"
+        return answer
 
     async def references(self, **filters: str) -> list[str]:
         page = await self.api("GET", "/tickets", **filters)

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -77,34 +76,11 @@ class SmsTown(TwilioTown):
 
     async def later(self, when: datetime) -> int:
         """Move the clock and run the timers that are due; how many ran."""
-        self.clock.now = when
-        ran: int = await self.client.app[RUNTIME].timers.run_once()
-        return ran
-
-    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        response = await self.client.request(
-            method,
-            f"/api/v1{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {await self.staff_token()}"},
-        )
-        return response.status, await response.json()
-
-    async def ticket(self, reference: str) -> dict[str, Any]:
-        status, body = await self.api("GET", f"/tickets/{reference}")
-        assert status == 200, body
-        found: dict[str, Any] = body
-        return found
+        return await self.let_time_pass(self.clock, when)
 
     async def set_status(self, reference: str, **body: str) -> None:
-        status, answer = await self.api("POST", f"/tickets/{reference}/status", body)
+        status, answer = await self.staff_api("POST", f"/tickets/{reference}/status", body)
         assert status == 200, answer
-
-    async def outbox(self, purpose: str) -> list[dict[str, Any]]:
-        """Outbox rows of ``purpose``, oldest first, as an operator reads them in the API."""
-        status, page = await self.api("GET", "/outbox?limit=200")
-        assert status == 200, page
-        return [r for r in reversed(page["items"]) if r["purpose"] == purpose]
 
 
 @pytest.fixture
