@@ -219,34 +219,29 @@ async def landing(request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
-async def _timer_loop(runtime: Runtime, worker: FollowUpWorker, interval: float) -> None:
-    """Due timers (warnings, escalations, surveys, closing) until the service stops."""
-    while not runtime.stopping.is_set():
-        try:
-            ran = await worker.run_once()
-        except Exception:
-            log.exception("timer pass failed")
-            ran = 0
-        if not ran:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.stopping.wait(), interval)
+async def _every(
+    runtime: Runtime, interval: float, work: Callable[[], Awaitable[int]], what: str
+) -> None:
+    """Run ``work`` every ``interval`` seconds (at once again while it finds work) until
+    ``runtime.stopping`` is set; a pass in progress is finished.
 
-
-async def _dispatch_loop(runtime: Runtime, interval: float) -> None:
-    """Dispatcher passes until ``runtime.stopping`` is set; a pass in progress is finished.
-
-    Finishing rather than cancelling matters: a send cut off mid-way is "delivery uncertain",
-    and a database call cancelled while its driver's thread still works can outlive the loop.
+    The first pass waits one interval, so a service just started is not already busy while it
+    answers its first requests. Finishing rather than cancelling matters: a send cut off mid-way
+    is "delivery uncertain", and a database call cancelled while its driver's thread still works
+    can outlive the loop.
     """
+    done = 0
     while not runtime.stopping.is_set():
-        try:
-            sent = await runtime.dispatcher.run_once()
-        except Exception:
-            log.exception("dispatcher pass failed")
-            sent = 0
-        if not sent:
+        if not done:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.stopping.wait(), interval)
+            if runtime.stopping.is_set():
+                return
+        try:
+            done = await work()
+        except Exception:
+            log.exception("background pass failed", work=what)
+            done = 0
 
 
 def build_intake(
@@ -480,10 +475,11 @@ def create_app(
         for connector in unique(connectors):
             await connector.start()
         runtime.dispatch_task = asyncio.create_task(
-            _dispatch_loop(runtime, settings.dispatch.interval_seconds), name="meldpunt-dispatch"
+            _every(runtime, settings.dispatch.interval_seconds, dispatcher.run_once, "dispatcher"),
+            name="meldpunt-dispatch",
         )
         runtime.timer_task = asyncio.create_task(
-            _timer_loop(runtime, runtime.timers, settings.follow_up.interval_seconds),
+            _every(runtime, settings.follow_up.interval_seconds, runtime.timers.run_once, "timer"),
             name="meldpunt-timers",
         )
         log.info(
