@@ -337,7 +337,11 @@ async def test_racing_worker_processes_run_each_timer_once(
         await check_exactly_once(db, seeded)
         # A timer run twice (even one that sent nothing) would be counted twice here.
         assert sum(ran) == len(seeded.timers)
-        assert sum(1 for n in ran if n) > 1, f"one process did all the work: {ran}"
+        if is_postgres(database_url):
+            # Row locks let the processes work side by side. SQLite's write lock is not fair: a
+            # process that holds it may take every timer while the other waits its turn, which
+            # is still a race for the same rows, so there only exactly-once is asserted.
+            assert sum(1 for n in ran if n) > 1, f"one process did all the work: {ran}"
     finally:
         await stop_all(starting)
         await db.close()
