@@ -48,6 +48,8 @@ class AckRequest:
     department: str | None = None
     name: str | None = None
     text: str | None = None
+    # When the first answer is due, when intake already knows it (the ticket's deadline).
+    expected: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,11 @@ class TemplatedAcknowledgement:
             "name": request.name,
             "town": self.town,
             "department": self.departments.get(request.department or "", ""),
-            "expected": self.expected(request),
+            "expected": (
+                request.expected.astimezone(self.calendar.zone)
+                if request.expected is not None
+                else self.expected(request)
+            ),
             "opens": opens.astimezone(self.calendar.zone) if opens else None,
             "message": request.text if request.source in _COPY_FROM else None,
         }

@@ -1357,6 +1357,7 @@ async def _acknowledgements(
                 department=nt.decision.department,
                 name=msg.sender.display_name,
                 text=msg.text,
+                expected=nt.row.get("first_answer_due"),
             )
         )
         drafts.append(

@@ -24,7 +24,8 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, tzinfo
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -134,22 +135,24 @@ class Templates:
             "channel": channel.value,
             "kind": kind,
         }
+        form = "sms" if channel is Channel.SMS else "chat" if channel in _CHAT else None
         try:
             env_context = template.new_context(context)
-            blocks = {
-                name: _tidy("".join(render(env_context)))
-                for name, render in template.blocks.items()
-            }
+
+            def block(name: str | None) -> str:
+                # Only the blocks this channel needs are rendered: acknowledgements are on
+                # intake's path, and a date written in words costs more than the rest.
+                if name is None or name not in template.blocks:
+                    return ""
+                return _tidy("".join(template.blocks[name](env_context)))
+
+            text = block(form) or block("text")
+            subject = block("subject") or None
         except TemplateError as exc:
             raise TemplateProblem(f"{template.name}: {exc}") from exc
-        if not blocks.get("text"):
+        if not text:
             raise TemplateProblem(f"{template.name}: the 'text' block is missing or empty")
-        text = blocks["text"]
-        if channel is Channel.SMS and blocks.get("sms"):
-            text = blocks["sms"]
-        elif channel in _CHAT and blocks.get("chat"):
-            text = blocks["chat"]
-        return Rendered(subject=blocks.get("subject") or None, text=text)
+        return Rendered(subject=subject, text=text)
 
     def has_kind_text(self, notice: Notice, kind: str, language: str | None) -> bool:
         """Whether the town wrote ``notice`` for ``kind`` in the citizen's language."""
@@ -202,8 +205,7 @@ def _day(context: JinjaContext, value: datetime | None) -> str:
     """``{{ expected | day }}``: "woensdag 2 december", in the notice's language."""
     if value is None:
         return ""
-    lang = str(context["language"])
-    return format_date(value, _DAY[lang], locale=_LOCALES[lang])
+    return _written_day(value.date(), str(context["language"]))
 
 
 @pass_context
@@ -216,8 +218,20 @@ def _moment(context: JinjaContext, value: datetime | None) -> str:
         return ""
     lang = str(context["language"])
     if value.hour == 23 and value.minute == 59:
-        return format_date(value, _DAY[lang], locale=_LOCALES[lang])
-    return format_datetime(value, _MOMENT[lang], tzinfo=value.tzinfo, locale=_LOCALES[lang])
+        return _written_day(value.date(), lang)
+    # The zone is part of the key: equal instants in two zones are written differently.
+    return _written_moment(value, value.tzinfo, lang)
+
+
+# Many notices name the same few days and hours: Babel's formatting is cached per value.
+@lru_cache(maxsize=2048)
+def _written_day(value: date, lang: str) -> str:
+    return format_date(value, _DAY[lang], locale=_LOCALES[lang])
+
+
+@lru_cache(maxsize=2048)
+def _written_moment(value: datetime, zone: tzinfo | None, lang: str) -> str:
+    return format_datetime(value, _MOMENT[lang], tzinfo=zone, locale=_LOCALES[lang])
 
 
 def _tidy(text: str) -> str:
