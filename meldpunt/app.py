@@ -26,6 +26,8 @@ from connectors.base import Connector, ConnectorContext
 from inbox.api import ApiContext, create_api
 from inbox.quarantine import RetryHook
 from inbox.survey_page import SurveyPage
+from inbox.web.pages import WebInbox
+from inbox.web.sessions import Sessions
 from ingest.acknowledge import TemplatedAcknowledgement, sample_values
 from ingest.deadlines import Calendar
 from ingest.dispatch import Dispatcher, DispatchPolicy
@@ -213,6 +215,7 @@ async def landing(request: web.Request) -> web.Response:
         f"<title>meldpunt – {town}</title><main style='font-family:system-ui;max-width:40rem;"
         f"margin:2rem auto'><h1>meldpunt – {town}</h1><ul>"
         "<li><a href='/contact'>Contactformulier voor burgers</a></li>"
+        "<li><a href='/'>Inbox voor medewerkers</a></li>"
         "<li><a href='/api/v1/openapi.json'>REST API (OpenAPI)</a></li>"
         f"<li><a href='/readyz'>Status</a></li></ul></main>{chat}</html>"
     )
@@ -437,7 +440,8 @@ def create_app(
         ),
     )
     app[RUNTIME] = runtime
-    app.router.add_get("/", landing)
+    # A page to try the citizens' side (web form, web chat) on a fresh install.
+    app.router.add_get("/welcome", landing)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -445,6 +449,17 @@ def create_app(
         app.router.add_routes(connector.routes())
     app.router.add_routes(
         SurveyPage(db, followup, settings.town.name, settings.town.language, clock).routes()
+    )
+    app.router.add_routes(
+        WebInbox(
+            db,
+            Sessions(db, clock=clock),
+            departments={d.id: d.name for d in settings.departments},
+            town=settings.town.name,
+            language=settings.town.language,
+            timezone=settings.town.timezone,
+            secure_cookies=settings.public_url.startswith("https://"),
+        ).routes()
     )
     app.add_subapp(
         "/api/v1",

@@ -241,14 +241,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _read_password() -> str:
+    from store.users import MIN_PASSWORD_LENGTH
+
     if not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != password:
             raise CommandError("the passwords differ")
-    if len(password) < 10:
-        raise CommandError("the password must be at least 10 characters long")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise CommandError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
     return password
 
 

@@ -299,7 +299,30 @@ class User(SQLModel, table=True):
     departments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     password_hash: str | None = Field(default=None, max_length=255)
     active: bool = True
+    # Failed web logins in a row, and until when the account is locked after too many.
+    failed_logins: int = Field(
+        default=0, sa_column=Column(sa.Integer, nullable=False, default=0, server_default="0")
+    )
+    locked_until: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class WebSession(SQLModel, table=True):
+    """A staff member signed in to the web inbox. The cookie holds a random token; only its
+    SHA-256 is stored, so a copy of the database opens no session. ``csrf_token`` goes into
+    every form of the session and must come back with each POST."""
+
+    __tablename__ = "web_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
 
 
 class ApiToken(SQLModel, table=True):

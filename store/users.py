@@ -43,6 +43,10 @@ class UserError(ValueError):
     """A user or token request that cannot be honoured; the message is fit to show an operator."""
 
 
+# The shortest password a staff member may choose, on the command line and in the web inbox.
+MIN_PASSWORD_LENGTH = 12
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 

@@ -366,7 +366,7 @@ def test_user_add_refuses_what_an_operator_can_get_wrong(cli: Cli) -> None:
         "meldpunt: unknown department(s) parks; valid: front-desk, technical-service, "
         "environment, civil-affairs, complaints\n"
     )
-    assert short.stderr == "meldpunt: the password must be at least 10 characters long\n"
+    assert short.stderr == "meldpunt: the password must be at least 12 characters long\n"
     assert homeless.stderr == "meldpunt: an agent needs at least one department\n"
 
 
