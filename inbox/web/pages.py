@@ -19,7 +19,7 @@ import jinja2
 from aiohttp import web
 
 from inbox import tickets
-from inbox.errors import ApiError
+from inbox.errors import ApiError, NotFoundError
 from inbox.web.sessions import COOKIE, Sessions, SignedIn
 from inbox.web.texts import LANGUAGES, label, texts
 from store.db import Database
@@ -74,6 +74,7 @@ class WebInbox:
             web.get("/account/password", self.staff_only(self.password_form)),
             web.post("/account/password", self.staff_only(self.change_password)),
             web.get("/", self.staff_only(self.ticket_list)),
+            web.get("/tickets/{reference}", self.staff_only(self.ticket_view)),
             web.static("/inbox/static", STATIC, append_version=False),
         ]
 
@@ -229,6 +230,24 @@ class WebInbox:
             except ApiError:
                 raise web.HTTPSeeOther("/") from None
         return self.render(request, "web/list.html", signed_in=signed_in, page=page)
+
+    async def ticket_view(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        """One ticket, read-only for now: its facts, the conversation as text, the history.
+
+        A ticket outside the staff member's departments is "not found", like one that does not
+        exist, so its existence does not leak. E-mails show as text: their sanitised HTML is
+        not rendered here.
+        """
+        async with self.db.session() as session:
+            try:
+                detail = await tickets.ticket_detail(
+                    session, signed_in.staff, self.departments, request.match_info["reference"]
+                )
+            except NotFoundError:
+                raise web.HTTPNotFound(
+                    text="no such ticket", content_type="text/plain", headers=SECURITY_HEADERS
+                ) from None
+        return self.render(request, "web/ticket.html", signed_in=signed_in, ticket=detail)
 
 
 def _safe_next(target: str | None) -> str:
