@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 
-from ingest.deadlines import Calendar, Duration, Unit
+from ingest.deadlines import Calendar, Duration
 from ingest.model import Channel, Kind
 from ingest.templates import Notice, TemplateProblem, Templates
 
@@ -123,11 +123,7 @@ class TemplatedAcknowledgement:
         policy = policy_for(self.policies, request.kind, request.department)
         if policy is None or policy.first_answer is None:
             return None
-        due = self.calendar.due(request.received_at, policy.first_answer)
-        if policy.first_answer.unit is not Unit.OFFICE_HOURS:
-            # A limit in days ends at midnight: the citizen reads the last day itself.
-            due -= timedelta(seconds=1)
-        return due.astimezone(self.calendar.zone)
+        return self.calendar.deadline(request.received_at, policy.first_answer)
 
     def __call__(self, request: AckRequest) -> Acknowledgement:
         received = request.received_at

@@ -100,6 +100,9 @@ class Calendar:
         self.country = country
         self._dates = set(office_hours.closed_days) | {d for d in closed_days if len(d) == 10}
         self._yearly = {d for d in closed_days if len(d) == 5}
+        # A limit in days depends only on the arrival day: counted once per day (intake asks for
+        # every new ticket, and counting 30 days costs about 0.1 ms).
+        self._by_day: dict[tuple[Duration, date], datetime] = {}
 
     def is_holiday(self, day: date) -> bool:
         """A public holiday or a closing day of the town."""
@@ -122,6 +125,25 @@ class Calendar:
             while not self.is_working_day(last):
                 last += timedelta(days=1)
                 due = self._midnight(last + timedelta(days=1))
+        return due
+
+    def deadline(
+        self, start: datetime, duration: Duration, paused: Sequence[Interval] = ()
+    ) -> datetime:
+        """The last moment ``duration`` from ``start`` allows, in the town's zone: ``due``, less
+        one second for a limit in days, so it reads as its last day ("woensdag 2 december")."""
+        day_based = duration.unit is not Unit.OFFICE_HOURS
+        key = (duration, start.astimezone(self.zone).date())
+        if day_based and not paused and (cached := self._by_day.get(key)) is not None:
+            return cached
+        due = self.due(start, duration, paused)
+        if day_based:
+            due -= timedelta(seconds=1)
+        due = due.astimezone(self.zone)
+        if day_based and not paused:
+            if len(self._by_day) > 4096:
+                self._by_day.clear()
+            self._by_day[key] = due
         return due
 
     def counted(

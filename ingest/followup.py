@@ -25,7 +25,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ingest.acknowledge import DeadlinePolicy, policy_for
-from ingest.deadlines import Calendar, Duration, Interval, Unit
+from ingest.deadlines import Calendar, Duration, Interval
 from ingest.model import REPLY_IDENTITY, Channel, Kind, TicketStatus
 from ingest.survey import SurveyAnswer, read_answer, wants_no_more
 from ingest.templates import Notice, TemplateProblem, Templates
@@ -169,11 +169,6 @@ class FollowUp:
     reopen_within: timedelta = timedelta(days=14)
     survey: SurveyPolicy = SurveyPolicy()
     ombudsman: Mapping[str, str] = field(default_factory=dict)
-    # A limit in days depends only on the day a ticket arrived: counted once per day, not per
-    # ticket (intake computes it for every new ticket; counting 30 days costs ~0.1 ms).
-    _by_day: dict[tuple[Duration, date], datetime] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
 
     # Deadlines
 
@@ -195,21 +190,7 @@ class FollowUp:
     ) -> datetime | None:
         if duration is None:
             return None
-        day_based = duration.unit is not Unit.OFFICE_HOURS and not paused
-        if day_based:
-            key = (duration, start.astimezone(self.calendar.zone).date())
-            if (cached := self._by_day.get(key)) is not None:
-                return cached
-            if len(self._by_day) > 4096:
-                self._by_day.clear()
-        due = self.calendar.due(start, duration, paused)
-        if duration.unit is not Unit.OFFICE_HOURS:
-            # A limit in days ends at the midnight after its last day: due the second before.
-            due -= timedelta(seconds=1)
-        due = due.astimezone(UTC)
-        if day_based:
-            self._by_day[key] = due
-        return due
+        return self.calendar.deadline(start, duration, paused).astimezone(UTC)
 
     def timers(self, ticket: TicketClock, now: datetime) -> dict[TimerKind, datetime | None]:
         """The due time of each timer the ticket needs now; None cancels that timer."""

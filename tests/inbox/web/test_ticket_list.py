@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from inbox import tickets
-from tests.inbox.web.test_signin import Town
+from tests.inbox.web.conftest import Town
 
 
 async def three_tickets(town: Town) -> tuple[str, str, str]:

@@ -1,12 +1,12 @@
 """The ticket page of the web inbox: what staff read, and who may read it.
 
-The whole service in-process (tests/inbox/web/test_signin.py's ``town``), on SQLite and
+The whole service in-process (``town`` from tests/inbox/web/conftest.py), on SQLite and
 PostgreSQL; tickets arrive through the real intake.
 """
 
 from __future__ import annotations
 
-from tests.inbox.web.test_signin import Town
+from tests.inbox.web.conftest import Town
 
 
 async def test_staff_read_the_conversation_and_history_of_their_department(town: Town) -> None:

@@ -27,12 +27,12 @@ from tests.browser import (  # noqa: F401 - fixtures and the hook they need, for
     page_fixture,
     pytest_runtest_makereport,
 )
+from tests.inbox.web.conftest import PASSWORD
 from tests.messages import inbound
 from tests.service import sample_config
 
 # Screenshots kept after every run, so anyone can see what staff see.
 INBOX_ARTEFACTS = ARTEFACTS / "inbox"
-PASSWORD = "groene-fiets-op-de-markt"
 
 
 @dataclass

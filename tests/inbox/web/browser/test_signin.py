@@ -20,7 +20,8 @@ from yarl import URL
 from ingest.model import Channel, Kind
 from store.models import Ticket, utcnow
 from tests.browser import NewContext
-from tests.inbox.web.browser.conftest import PASSWORD, Inbox
+from tests.inbox.web.browser.conftest import Inbox
+from tests.inbox.web.conftest import PASSWORD
 
 # The tests are about the pages in a browser; the sign-in rules are tested on both backends
 # over HTTP (tests/inbox/web/test_signin.py).
