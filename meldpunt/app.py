@@ -450,32 +450,27 @@ def create_app(
     app.router.add_routes(
         SurveyPage(db, followup, settings.town.name, settings.town.language, clock).routes()
     )
+    api_context = ApiContext(
+        db=db,
+        departments={d.id: d.name for d in settings.departments},
+        files=files,
+        retry_quarantined=quarantine_retry(db, intake, connectors),
+        # Replies with files go out by e-mail: the mail channel's per-file limit holds.
+        max_attachment_bytes=settings.channels.email.max_attachment_bytes,
+        submit=intake.submit,
+        followup=followup,
+    )
     app.router.add_routes(
         WebInbox(
-            db,
+            api_context,
             Sessions(db, clock=clock),
-            departments={d.id: d.name for d in settings.departments},
-            town=settings.town.name,
-            language=settings.town.language,
-            timezone=settings.town.timezone,
+            config=config,
+            connectors=connectors,
+            clock=clock,
             secure_cookies=settings.public_url.startswith("https://"),
         ).routes()
     )
-    app.add_subapp(
-        "/api/v1",
-        create_api(
-            ApiContext(
-                db=db,
-                departments={d.id: d.name for d in settings.departments},
-                files=files,
-                retry_quarantined=quarantine_retry(db, intake, connectors),
-                # Replies with files go out by e-mail: the mail channel's per-file limit holds.
-                max_attachment_bytes=settings.channels.email.max_attachment_bytes,
-                submit=intake.submit,
-                followup=followup,
-            )
-        ),
-    )
+    app.add_subapp("/api/v1", create_api(api_context))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if should_migrate:

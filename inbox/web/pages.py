@@ -9,22 +9,28 @@ staff only sends a visitor without a session to ``/login`` and back afterwards.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox import tickets
+from inbox.api import ApiContext
 from inbox.errors import ApiError, NotFoundError
+from inbox.schemas import TicketDetail
 from inbox.web.sessions import COOKIE, Sessions, SignedIn
 from inbox.web.texts import LANGUAGES, label, texts
 from ingest.model import Channel, Kind, TicketStatus
-from store.db import Database
 from store.users import MIN_PASSWORD_LENGTH
+
+if TYPE_CHECKING:
+    from connectors.base import Connector
+    from meldpunt.config import LoadedConfig
 
 LANG_COOKIE = "meldpunt_lang"
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -39,26 +45,45 @@ SECURITY_HEADERS = {
 Page = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
 
 
+class Part(Protocol):
+    """One piece of the inbox (the reply box, the work actions, ...): its own pages and what it
+    adds to the ticket page's template values."""
+
+    def routes(self) -> list[web.AbstractRouteDef]: ...
+
+    async def ticket_context(
+        self, session: AsyncSession, signed_in: SignedIn, detail: TicketDetail
+    ) -> dict[str, Any]: ...
+
+
 class WebInbox:
-    """The pages, bound to the service's database, sessions and settings."""
+    """The pages, bound to the service's database, sessions and settings.
+
+    ``context`` is the one the API gets (database, departments, files, follow-up, intake);
+    ``connectors`` are the enabled channels (the reply box asks them about reply windows).
+    """
 
     def __init__(
         self,
-        db: Database,
+        context: ApiContext,
         sessions: Sessions,
         *,
-        departments: Mapping[str, str],
-        town: str,
-        language: str,
-        timezone: str,
+        config: LoadedConfig,
+        connectors: Mapping[Channel, Connector],
+        clock: Callable[[], datetime] | None = None,
         secure_cookies: bool,
     ) -> None:
-        self.db = db
+        settings = config.settings
+        self.context = context
+        self.db = context.db
         self.sessions = sessions
-        self.departments = departments
-        self.town = town
-        self.language = language
-        self.zone = ZoneInfo(timezone)
+        self.config = config
+        self.connectors = connectors
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.departments = context.departments
+        self.town = settings.town.name
+        self.language = settings.town.language
+        self.zone = ZoneInfo(settings.town.timezone)
         self.secure = secure_cookies
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("inbox", "templates"),
@@ -66,9 +91,23 @@ class WebInbox:
             undefined=jinja2.StrictUndefined,
         )
         self.env.filters["local"] = self._local
+        # Imported here: each part imports this module for its types.
+        from inbox.web.actions import WorkActions
+        from inbox.web.conversation import Conversation
+        from inbox.web.register import Registration
+        from inbox.web.replybox import ReplyBox
+        from inbox.web.views import ListViews
+
+        self.parts: list[Part] = [
+            Conversation(self),
+            ReplyBox(self),
+            WorkActions(self),
+            Registration(self),
+            ListViews(self),
+        ]
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        return [
+        own = [
             web.get("/login", self.login_form),
             web.post("/login", self.login),
             web.post("/logout", self.staff_only(self.logout)),
@@ -78,6 +117,8 @@ class WebInbox:
             web.get("/tickets/{reference}", self.staff_only(self.ticket_view)),
             web.static("/inbox/static", STATIC, append_version=False),
         ]
+        # The parts first: "/tickets/new" must not be read as a ticket's reference.
+        return [route for part in self.parts for route in part.routes()] + own
 
     # Helpers
 
@@ -293,7 +334,10 @@ class WebInbox:
                 raise web.HTTPNotFound(
                     text="no such ticket", content_type="text/plain", headers=SECURITY_HEADERS
                 ) from None
-        return self.render(request, "web/ticket.html", signed_in=signed_in, ticket=detail)
+            values: dict[str, Any] = {}
+            for part in self.parts:
+                values.update(await part.ticket_context(session, signed_in, detail))
+        return self.render(request, "web/ticket.html", signed_in=signed_in, ticket=detail, **values)
 
 
 def _safe_next(target: str | None) -> str:

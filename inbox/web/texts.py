@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 LANGUAGES = ("nl", "fr", "en")
@@ -182,6 +183,19 @@ def label(language: str, value: str) -> str:
     return LABELS.get(language, LABELS["nl"]).get(value, value)
 
 
+def _parts() -> list[Mapping[str, Mapping[str, str]]]:
+    from inbox.web.words import actions, conversation, register, replybox, views
+
+    return [TEXTS, *(m.WORDS for m in (conversation, replybox, actions, register, views))]
+
+
+@functools.cache
 def texts(language: str) -> dict[str, str]:
-    """The words of ``language``, Dutch where a word is missing."""
-    return {**TEXTS["nl"], **TEXTS.get(language, {})}
+    """The words of ``language``, Dutch where a word is missing (each part of the inbox keeps its
+    own words in ``inbox.web.words``)."""
+    merged: dict[str, str] = {}
+    for words in _parts():
+        merged.update(words["nl"])
+    for words in _parts():
+        merged.update(words.get(language, {}))
+    return merged
