@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import socket
 import sqlite3
@@ -31,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import machine  # noqa: E402
 from connectors.email.parse import parse_mail  # noqa: E402
 from tests.connectors.email.conftest import DovecotServer, find_dovecot  # noqa: E402
 
@@ -92,18 +92,6 @@ def tickets(db_file: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM tickets").fetchone()[0])
     except sqlite3.OperationalError:
         return 0  # not migrated yet
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
 def main() -> None:

@@ -15,7 +15,14 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from router.text import WordEntry, WordMatcher, compile_words, normalise, parse_word
+from router.text import (
+    WordEntry,
+    WordMatcher,
+    compile_words,
+    normalise,
+    parse_word,
+    words_of,
+)
 
 CHANNELS = (
     "email",
@@ -230,10 +237,50 @@ def _indent(lines: list[str]) -> list[str]:
     return ["  " + line for line in lines]
 
 
+@dataclass(frozen=True, slots=True)
+class _Triggers:
+    """Words of which a message must contain at least one for a condition to be able to hold:
+    whole words, word beginnings and word endings. The router's index uses them to skip rules
+    that cannot fire; it never decides a match, the condition itself still does."""
+
+    exact: frozenset[str] = frozenset()
+    prefixes: frozenset[str] = frozenset()
+    suffixes: frozenset[str] = frozenset()
+
+    def __or__(self, other: _Triggers) -> _Triggers:
+        return _Triggers(
+            self.exact | other.exact,
+            self.prefixes | other.prefixes,
+            self.suffixes | other.suffixes,
+        )
+
+
+def _entry_triggers(entry: WordEntry) -> _Triggers | None:
+    """What one word entry needs in a message's words; None for a part of a word ("*afval*")."""
+    first, _, rest = entry.words.partition(" ")
+    if rest:  # a phrase: its first word must be there (whole, or as a word ending)
+        return (
+            _Triggers(suffixes=frozenset([first]))
+            if entry.starts_open
+            else _Triggers(exact=frozenset([first]))
+        )
+    if entry.starts_open and entry.ends_open:
+        return None
+    if entry.ends_open:
+        return _Triggers(prefixes=frozenset([first]))
+    if entry.starts_open:
+        return _Triggers(suffixes=frozenset([first]))
+    return _Triggers(exact=frozenset([first]))
+
+
 class _Condition(abc.ABC):
     """One compiled test on a message; ``trace`` says in words why it held or not."""
 
     __slots__ = ()
+
+    def triggers(self) -> _Triggers | None:
+        """Words the message must have for the condition to hold; None when it cannot say."""
+        return None
 
     @abc.abstractmethod
     def holds(self, m: _Prepared) -> bool:
@@ -293,6 +340,16 @@ class _Words(_Condition):
 
     def holds(self, m: _Prepared) -> bool:
         return self.matcher.found_in(self._target(m))
+
+    def triggers(self) -> _Triggers | None:
+        # The index looks at the words of subject and text together, a superset of either.
+        found = _Triggers()
+        for entry in self.matcher.entries:
+            one = _entry_triggers(entry)
+            if one is None:
+                return None
+            found |= one
+        return found
 
     def trace(self, m: _Prepared) -> tuple[bool, list[str]]:
         hits = self.matcher.hits(self._target(m))
@@ -412,7 +469,19 @@ class _Block(_Condition):
     conditions: tuple[_Condition, ...]
 
     def holds(self, m: _Prepared) -> bool:
-        return all(c.holds(m) for c in self.conditions)
+        # A plain loop: a generator costs more than one or two conditions do.
+        for condition in self.conditions:  # noqa: SIM110
+            if not condition.holds(m):
+                return False
+        return True
+
+    def triggers(self) -> _Triggers | None:
+        # Every condition must hold, so one condition's triggers are enough: take the first.
+        for condition in self.conditions:
+            found = condition.triggers()
+            if found is not None:
+                return found
+        return None
 
     def trace(self, m: _Prepared) -> tuple[bool, list[str]]:
         ok = True
@@ -432,6 +501,16 @@ class _AnyOf(_Condition):
     def holds(self, m: _Prepared) -> bool:
         return any(b.holds(m) for b in self.blocks)
 
+    def triggers(self) -> _Triggers | None:
+        # Any block may hold: only when each can say what it needs, together they can.
+        found = _Triggers()
+        for block in self.blocks:
+            one = block.triggers()
+            if one is None:
+                return None
+            found |= one
+        return found
+
     def trace(self, m: _Prepared) -> tuple[bool, list[str]]:
         return _trace_options("any", self.blocks, m, lambda held: held >= 1)
 
@@ -442,6 +521,13 @@ class _AllOf(_Condition):
 
     def holds(self, m: _Prepared) -> bool:
         return all(b.holds(m) for b in self.blocks)
+
+    def triggers(self) -> _Triggers | None:
+        for block in self.blocks:
+            found = block.triggers()
+            if found is not None:
+                return found
+        return None
 
     def trace(self, m: _Prepared) -> tuple[bool, list[str]]:
         return _trace_options("all", self.blocks, m, lambda held: held == len(self.blocks))
@@ -592,10 +678,89 @@ class _Outcome:
         )
 
 
+class _Index:
+    """Which rules a message's words can make fire, so ``route`` looks at only those.
+
+    Most rules of a big rule set are about words ("lamp*", "riolering"), and one message names
+    a few topics, so most rules cannot fire for it. A rule whose conditions need one of some
+    words is filed under those words; every other rule (no conditions, only a channel, a
+    regular expression, a part of a word) is always looked at. Rules are still evaluated in
+    their order, and skipping one that cannot hold changes nothing.
+    """
+
+    __slots__ = (
+        "always",
+        "exact",
+        "known",
+        "prefix_lengths",
+        "prefixes",
+        "suffix_lengths",
+        "suffixes",
+    )
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        always: list[int] = []
+        exact: dict[str, list[int]] = {}
+        prefixes: dict[str, list[int]] = {}
+        suffixes: dict[str, list[int]] = {}
+        for number, rule in enumerate(rules):
+            triggers = rule.when.triggers() if rule.when is not None else None
+            if triggers is None:
+                always.append(number)
+                continue
+            for table, words in (
+                (exact, triggers.exact),
+                (prefixes, triggers.prefixes),
+                (suffixes, triggers.suffixes),
+            ):
+                for word in words:
+                    table.setdefault(word, []).append(number)
+        self.always = frozenset(always)
+        self.exact = exact
+        self.prefixes = prefixes
+        self.prefix_lengths = tuple(sorted({len(p) for p in prefixes}))
+        self.suffixes = suffixes
+        self.suffix_lengths = tuple(sorted({len(p) for p in suffixes}))
+        self.known: dict[str, tuple[int, ...]] = {}
+
+    def candidates(self, words: frozenset[str]) -> list[int]:
+        """The numbers of the rules that may fire for a text of these words, in rule order."""
+        found = set(self.always)
+        known = self.known
+        for word in words:
+            numbers = known.get(word)
+            if numbers is None:
+                numbers = self._for_word(word)
+                if len(known) >= _WORDS_REMEMBERED:
+                    known.clear()
+                known[word] = numbers
+            if numbers:
+                found.update(numbers)
+        return sorted(found)
+
+    def _for_word(self, word: str) -> tuple[int, ...]:
+        numbers = list(self.exact.get(word, ()))
+        size = len(word)
+        for length in self.prefix_lengths:
+            if length > size:
+                break
+            numbers.extend(self.prefixes.get(word[:length], ()))
+        for length in self.suffix_lengths:
+            if length > size:
+                break
+            numbers.extend(self.suffixes.get(word[-length:], ()))
+        return tuple(numbers)
+
+
+# Citizens use the same words again and again: what each word triggers is remembered, up to
+# this many words (then forgotten all at once, so odd input cannot grow it without end).
+_WORDS_REMEMBERED = 100_000
+
+
 class RuleSet:
     """Compiled routing rules; build one with :func:`compile_rules`."""
 
-    __slots__ = ("_rules", "default_department", "departments", "file")
+    __slots__ = ("_index", "_rules", "default_department", "departments", "file")
 
     def __init__(
         self,
@@ -606,6 +771,7 @@ class RuleSet:
         file: str = "routing.yaml",
     ) -> None:
         self._rules = tuple(rules)
+        self._index = _Index(self._rules)
         self.default_department = default_department
         self.departments = departments
         self.file = file
@@ -637,11 +803,13 @@ class RuleSet:
         """
         m = _prepare(msg)
         outcome = _Outcome(kind=m.kind)
-        for rule in self._rules:
+        rules = self._rules
+        for number in self._index.candidates(words_of(m.both)):
+            rule = rules[number]
             if outcome.stopped_by is not None:
                 break
-            if outcome.skips(rule):
-                continue
+            if outcome.department is not None and not rule.always:
+                continue  # outcome.skips(rule), written out: this loop is the router's hot path
             if rule.when is None or rule.when.holds(m):
                 outcome.apply(rule, None)
         return outcome.decision(self.default_department)

@@ -119,7 +119,8 @@ def _entry_pattern(entry: WordEntry) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _tokens(normalised: str) -> frozenset[str]:
+def words_of(normalised: str) -> frozenset[str]:
+    """The set of words of a text that went through :func:`normalise`."""
     # One message's subject, text and both are asked about by every words condition; the
     # cache makes that one split per text instead of one per condition.
     return frozenset(normalised.split())
@@ -130,20 +131,22 @@ class WordMatcher:
     """A list of words and phrases compiled for matching over normalised text.
 
     ``pattern`` finds each occurrence and tells which entry it was (for explanations). For the
-    yes/no question routing asks, single whole words are looked up in the text's set of words
-    and only the other entries (phrases, open-ended words) go through ``others``.
+    yes/no question routing asks, no regular expression is needed: single whole words are
+    looked up in the text's set of words, and every other entry is a plain substring test
+    (``literals``), because in normalised text a space stands exactly at each word boundary:
+    "lamp*" is " lamp", "*afval" is "afval ", "openbare verlichting" is " openbare verlichting ".
     """
 
     entries: tuple[WordEntry, ...]
     pattern: re.Pattern[str]
     whole_words: frozenset[str]
-    others: re.Pattern[str] | None
+    literals: tuple[str, ...]
 
     def found_in(self, normalised: str) -> bool:
         """Whether any entry occurs in text that went through :func:`normalise`."""
-        if self.whole_words and not self.whole_words.isdisjoint(_tokens(normalised)):
+        if self.whole_words and not self.whole_words.isdisjoint(words_of(normalised)):
             return True
-        return self.others is not None and self.others.search(normalised) is not None
+        return any(literal in normalised for literal in self.literals)
 
     def hits(self, normalised: str) -> list[tuple[str, WordEntry]]:
         """Every occurrence, in text order, with the entry that matched it."""
@@ -166,15 +169,13 @@ def compile_words(entries: Sequence[WordEntry]) -> WordMatcher:
     alternatives = "|".join(f"({_entry_pattern(entry)})" for entry in entries)
     pattern = re.compile(f"{_BEFORE}(?:{alternatives}){_AFTER}")
     simple = [e for e in entries if not (e.starts_open or e.ends_open or " " in e.words)]
-    rest = [e for e in entries if e not in simple]
-    others = (
-        re.compile(f"{_BEFORE}(?:{'|'.join(_entry_pattern(e) for e in rest)}){_AFTER}")
-        if rest
-        else None
-    )
     return WordMatcher(
         entries=tuple(entries),
         pattern=pattern,
         whole_words=frozenset(e.words for e in simple),
-        others=others,
+        literals=tuple(
+            ("" if e.starts_open else " ") + e.words + ("" if e.ends_open else " ")
+            for e in entries
+            if e not in simple
+        ),
     )
