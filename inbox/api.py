@@ -18,24 +18,30 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
-from inbox import contact_events, quarantine, stats, tickets
+from inbox import contact_events, quarantine, stats, tickets, work
 from inbox.auth import STAFF, bearer_auth
 from inbox.errors import ApiError, BadRequestError, UnprocessableError
 from inbox.openapi import DEFAULT_LIMIT, MAX_LIMIT, PUBLIC_OPERATIONS, build_document
 from inbox.schemas import (
     MAX_REPLY_ATTACHMENTS,
+    AssignRequest,
     CalledBackRequest,
     ContactEventTicketRequest,
+    ContactMergeOut,
+    ContactMergeRequest,
     Department,
     DepartmentList,
+    DetailsRequest,
     ErrorDetail,
     ErrorResponse,
     JournalState,
     Me,
+    MergeRequest,
     NoteRequest,
     OutboxState,
     ReplyRequest,
     StatusRequest,
+    TicketMergeOut,
     TransferRequest,
 )
 from ingest.files import AttachmentStore
@@ -301,7 +307,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         departments=_many(request, "department", list(ctx.departments)),
         kinds=_many(request, "kind", list(Kind)),
         channels=_many(request, "channel", list(Channel)),
-        subject_contains=query or None,
+        search=query or None,
         overdue=_flag(request, "overdue"),
     )
     limit = _limit(request)
@@ -386,6 +392,61 @@ async def change_ticket_status(request: web.Request) -> web.Response:
             followup=ctx.followup,
         )
     return _json(summary)
+
+
+async def assign_ticket(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    body = await _body(request, AssignRequest)
+    async with ctx.db.session() as session:
+        ticket = await work.assign(
+            session, request[STAFF], request.match_info["reference"], body.assignee_id
+        )
+        summary = await tickets.ticket_summary(session, ticket, ctx.departments)
+    return _json(summary)
+
+
+async def change_ticket_details(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    body = await _body(request, DetailsRequest)
+    async with ctx.db.session() as session:
+        ticket = await work.change_details(
+            session,
+            request[STAFF],
+            request.match_info["reference"],
+            kind=body.kind,
+            priority=body.priority,
+            tags=body.tags,
+        )
+        summary = await tickets.ticket_summary(session, ticket, ctx.departments)
+    return _json(summary)
+
+
+async def merge_ticket(request: web.Request) -> web.Response:
+    ctx = _context(request)
+    body = await _body(request, MergeRequest)
+    async with ctx.db.session() as session:
+        merged = await work.merge_tickets(
+            session, request[STAFF], ctx.departments, request.match_info["reference"], body.into
+        )
+    return _json(
+        TicketMergeOut(source=merged.source, target=merged.target, messages=merged.messages)
+    )
+
+
+async def merge_contact(request: web.Request) -> web.Response:
+    body = await _body(request, ContactMergeRequest)
+    async with _context(request).db.session() as session:
+        merged = await work.merge_contacts(
+            session, request[STAFF], _row_id(request), body.contact_id
+        )
+    return _json(
+        ContactMergeOut(
+            contact_id=merged.contact_id,
+            merged_id=merged.merged_id,
+            tickets=merged.tickets,
+            identities_moved=merged.identities_moved,
+        )
+    )
 
 
 async def list_outbox(request: web.Request) -> web.Response:
@@ -499,12 +560,16 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/tickets/{reference}/called-back", record_called_back),
     ("POST", "/tickets/{reference}/transfer", transfer_ticket),
     ("POST", "/tickets/{reference}/status", change_ticket_status),
+    ("POST", "/tickets/{reference}/assign", assign_ticket),
+    ("POST", "/tickets/{reference}/details", change_ticket_details),
+    ("POST", "/tickets/{reference}/merge", merge_ticket),
     ("GET", "/outbox", list_outbox),
     ("GET", "/quarantine", list_quarantine),
     ("GET", r"/quarantine/{id:\d+}/raw", download_quarantined),
     ("POST", r"/quarantine/{id:\d+}/retry", retry_quarantined),
     ("GET", r"/contacts/{id:\d+}/events", list_contact_events),
     ("POST", r"/contact-events/{id:\d+}/ticket", make_ticket_of_contact_event),
+    ("POST", r"/contacts/{id:\d+}/merge", merge_contact),
     ("GET", "/stats", get_stats),
 )
 

@@ -15,14 +15,19 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from inbox.schemas import (
     MAX_REPLY_ATTACHMENTS,
+    AssignRequest,
     CalledBackRequest,
     ContactEventList,
     ContactEventOut,
     ContactEventTicketRequest,
+    ContactMergeOut,
+    ContactMergeRequest,
     DepartmentList,
+    DetailsRequest,
     ErrorResponse,
     EventOut,
     Me,
+    MergeRequest,
     MessageOut,
     NoteRequest,
     OutboxPage,
@@ -32,6 +37,7 @@ from inbox.schemas import (
     Stats,
     StatusRequest,
     TicketDetail,
+    TicketMergeOut,
     TicketPage,
     TicketSummary,
     TransferRequest,
@@ -180,7 +186,10 @@ OPERATIONS: tuple[Operation, ...] = (
             _many("channel", "Only tickets that came in on these channels.", _ref("Channel")),
             Param(
                 "q",
-                "Only tickets whose subject contains this text (any case).",
+                "Full-text search: only tickets with every word of this text in their subject "
+                "or in one of their messages (internal notes included), ignoring case and "
+                "accents; words of three letters or more also match as the start of a longer "
+                "word. Quotes, '*', '-', 'OR' and the like are read as plain text.",
                 {
                     "type": "string",
                     "maxLength": 200,
@@ -280,6 +289,50 @@ OPERATIONS: tuple[Operation, ...] = (
         params=(REFERENCE,),
         body=StatusRequest,
         errors=(*WRITE_ERRORS, 403),
+    ),
+    Operation(
+        "POST",
+        "/tickets/{reference}/assign",
+        "assign_ticket",
+        "tickets",
+        "Assign to a colleague, or to nobody",
+        TicketSummary,
+        description="The assignee must be an active agent of the ticket's department, an admin "
+        "or an operator (422 not_assignable otherwise); the same assignee again is a 409. "
+        "Leaves an 'assigned' event with the previous and the new assignee.",
+        params=(REFERENCE,),
+        body=AssignRequest,
+        errors=WRITE_ERRORS,
+    ),
+    Operation(
+        "POST",
+        "/tickets/{reference}/details",
+        "change_ticket_details",
+        "tickets",
+        "Change kind, priority and tags",
+        TicketSummary,
+        description="Fields left out stay. Each change leaves an event (kind_changed, "
+        "priority_changed, tags_changed); nothing to change is a 409. The deadlines set when the "
+        "ticket came in stay as they are.",
+        params=(REFERENCE,),
+        body=DetailsRequest,
+        errors=WRITE_ERRORS,
+    ),
+    Operation(
+        "POST",
+        "/tickets/{reference}/merge",
+        "merge_ticket",
+        "tickets",
+        "Merge a duplicate ticket into another one",
+        TicketMergeOut,
+        description="The ticket's messages (with their files and outbox rows) move to 'into', "
+        "where they take their place by time. The ticket is closed with a 'merged_into' event "
+        "and its pending timers are cancelled; 'into' gets a 'merged' event. A mail answering "
+        "one of the moved messages joins 'into'. Both tickets must be visible to the caller "
+        "(404 otherwise). 409 already_merged or target_merged; 422 same_ticket.",
+        params=(REFERENCE,),
+        body=MergeRequest,
+        errors=WRITE_ERRORS,
     ),
     Operation(
         "GET",
@@ -387,6 +440,23 @@ OPERATIONS: tuple[Operation, ...] = (
             404: "No contact event with this id.",
             409: "The event is already a ticket.",
         },
+    ),
+    Operation(
+        "POST",
+        r"/contacts/{id}/merge",
+        "merge_contact",
+        "contacts",
+        "Merge another contact into this one (the same citizen)",
+        ContactMergeOut,
+        description="The other contact's identities, tickets and contact events move to this "
+        "one, which keeps its name and language unless it has none; the other contact is "
+        "deleted. Every ticket of both gets a 'contact_merged' event. Admins and operators may "
+        "merge any two contacts; an agent only two whose every ticket lies in their "
+        "departments (403 when one does not; 404 for a contact without any ticket they see).",
+        params=(CONTACT_ID,),
+        body=ContactMergeRequest,
+        errors=(400, 403, 404, 422),
+        error_descriptions={404: "No such contact, or none you may see."},
     ),
     Operation(
         "GET",

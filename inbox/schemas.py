@@ -209,6 +209,46 @@ class ContactEventTicketRequest(_Request):
     )
 
 
+class AssignRequest(_Request):
+    """Give the ticket to a colleague, or to nobody."""
+
+    assignee_id: int | None = Field(
+        ge=1,
+        le=2**31 - 1,
+        description="A user id (GET /me gives yours): an active agent of the ticket's department, "
+        "an admin or an operator. Null: nobody.",
+    )
+
+
+class DetailsRequest(_Request):
+    """Change kind, priority and tags; a field left out stays as it is."""
+
+    kind: Kind | None = None
+    priority: Priority | None = None
+    tags: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
+        default=None,
+        max_length=100,
+        description="The ticket's tags (all of them): trimmed, lower-cased and de-duplicated; "
+        "at most 20 of 40 characters each.",
+    )
+
+
+class MergeRequest(_Request):
+    """Merge this ticket (a duplicate) into another one."""
+
+    into: str = Field(
+        min_length=1, max_length=32, description="The reference of the ticket that stays."
+    )
+
+
+class ContactMergeRequest(_Request):
+    """Merge another contact into this one: the same citizen known twice."""
+
+    contact_id: int = Field(
+        ge=1, le=2**31 - 1, description="The contact that goes; its identities and tickets move."
+    )
+
+
 # Responses
 
 
@@ -357,7 +397,10 @@ class EventOut(_Response):
         description="created, routed, transferred, status_changed, replied, note, "
         "delivery_failed, reply_window_closed (WhatsApp's 24-hour window: the answer went "
         "by another channel, or waits for the citizen), transcription_added (a voicemail's "
-        "text arrived) or called_back (staff phoned the citizen)."
+        "text arrived), called_back (staff phoned the citizen), assigned, kind_changed, "
+        "priority_changed, tags_changed, merged_into (this ticket went into data.into), merged "
+        "(data.from went into this one) or contact_merged (the citizen's contact took in "
+        "another one)."
     )
     actor: StaffRef | None = Field(description="Null when meldpunt itself acted.")
     data: dict[str, Any]
@@ -513,6 +556,19 @@ class StatsSatisfaction(_Response):
     distribution: dict[str, int] = Field(
         description='How many tickets got each score, keys "1" to "5", all present.'
     )
+
+
+class TicketMergeOut(_Response):
+    source: str = Field(description="The merged ticket, now closed.")
+    target: str = Field(description="The ticket that holds the messages of both.")
+    messages: int = Field(description="Messages moved.")
+
+
+class ContactMergeOut(_Response):
+    contact_id: int = Field(description="The contact kept.")
+    merged_id: int = Field(description="The contact merged into it, which no longer exists.")
+    tickets: list[str] = Field(description="Every ticket of the contact now, oldest first.")
+    identities_moved: int
 
 
 class StatsTransfers(_Response):

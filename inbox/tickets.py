@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import nh3
 import sqlalchemy as sa
@@ -71,6 +74,7 @@ from store.models import (
     Ticket,
     TicketEvent,
     User,
+    UTCDateTime,
     utcnow,
 )
 from store.outbox import OutboundDraft, queue_outbound
@@ -164,6 +168,18 @@ def _invalid_cursor() -> BadRequestError:
 
 # Listing
 
+# The orders of the ticket list; the page cursor carries the sort and its keyset.
+SORTS = ("newest", "oldest", "due", "activity")
+# The inbox's views; "all" only for staff who see every department.
+VIEWS = ("mine", "departments", "unassigned", "overdue", "all")
+# Work still to do: what the views count.
+OPEN_STATUSES = (NEW.value, OPEN.value, PENDING.value)
+# A search keeps at most this many words; all of them must be in the subject or in one message.
+MAX_SEARCH_WORDS = 8
+# Shorter words match whole words only: as a prefix they would match much of the index.
+MIN_PREFIX_LENGTH = 3
+_WORD = re.compile(r"[^\W_]+")
+
 
 @dataclass(frozen=True, slots=True)
 class TicketFilter:
@@ -173,14 +189,210 @@ class TicketFilter:
     departments: Collection[str] = ()
     kinds: Collection[str] = ()
     channels: Collection[str] = ()
-    subject_contains: str | None = None
+    # Words that must all be in the subject or all in one message (notes included).
+    search: str | None = None
     # True: only tickets past a deadline; False: only those that are not; None: all.
     overdue: bool | None = None
+    # Assigned to one of these users, or (``unassigned``) to nobody; both empty: anyone.
+    assignees: Collection[int] = ()
+    unassigned: bool = False
+    # Every one of these tags.
+    tags: Collection[str] = ()
+    # Created at or after ``created_from`` and before ``created_before``.
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+    # One of ``VIEWS``, or None.
+    view: str | None = None
 
 
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def search_words(text: str) -> list[str]:
+    """The words of a search as staff typed it: letters and digits only, so quotes, ``*``,
+    ``-``, ``OR`` or ``NEAR`` are words like any other (or nothing), never search syntax."""
+    words: list[str] = []
+    # Composed first: "e" and a combining accent are one letter, as the indexes read them.
+    for word in _WORD.findall(unicodedata.normalize("NFC", text).lower()):
+        if word not in words:
+            words.append(word)
+    return words[:MAX_SEARCH_WORDS]
+
+
+# The ids of the tickets with the search's words in their subject or one of their messages,
+# through the full-text indexes of migration 0006. On PostgreSQL the expressions are exactly
+# those of the GIN indexes (text search configuration ``meldpunt_search``: a copy of 'simple',
+# no stemming and no stop words as messages mix Dutch, French and English, that strips
+# accents), so the planner uses them.
+_MATCHING = {
+    "sqlite": "SELECT rowid AS id FROM ticket_search WHERE ticket_search MATCH :term "
+    "UNION SELECT messages.ticket_id FROM message_search "
+    "JOIN messages ON messages.id = message_search.rowid WHERE message_search MATCH :term",
+    "postgresql": "SELECT id FROM tickets WHERE to_tsvector('meldpunt_search'::regconfig, subject) "
+    "@@ to_tsquery('meldpunt_search'::regconfig, :term) "
+    "UNION SELECT ticket_id FROM messages WHERE to_tsvector('meldpunt_search'::regconfig, text) "
+    "@@ to_tsquery('meldpunt_search'::regconfig, :term)",
+}
+# A term in more messages than this is checked ticket by ticket while walking the list in its
+# order, which stops after a page. The set of all its tickets would cost a lookup per message
+# on SQLite (a tenth of a second per hundred thousand), and on PostgreSQL a scan of the whole
+# messages table that computes every text's vector again (seconds).
+COMMON_TERM = 5000
+_COMMON_PROBE = {
+    "sqlite": "SELECT count(*) FROM (SELECT rowid FROM message_search "
+    "WHERE message_search MATCH :term LIMIT :cap)",
+    "postgresql": "SELECT count(*) FROM (SELECT 1 FROM messages "
+    "WHERE to_tsvector('meldpunt_search'::regconfig, text) "
+    "@@ to_tsquery('meldpunt_search'::regconfig, :term) LIMIT :cap) AS found",
+}
+# The unary "+" keeps SQLite from driving the query by the term's lists: it walks the tickets
+# in the list's order and checks each against the term's rowids, held once in memory.
+# PostgreSQL checks the few texts of each ticket it walks (a scalar subquery: an EXISTS would be
+# planned as one hashed set of every matching message, found by reading the whole table).
+_COMMON_MATCH = {
+    "sqlite": "(+tickets.id IN (SELECT rowid FROM ticket_search WHERE ticket_search MATCH :term) "
+    "OR EXISTS (SELECT 1 FROM messages WHERE messages.ticket_id = tickets.id AND +messages.id IN "
+    "(SELECT rowid FROM message_search WHERE message_search MATCH :term)))",
+    "postgresql": "(to_tsvector('meldpunt_search'::regconfig, tickets.subject) "
+    "@@ to_tsquery('meldpunt_search'::regconfig, :term) "
+    "OR (SELECT bool_or(to_tsvector('meldpunt_search'::regconfig, messages.text) "
+    "@@ to_tsquery('meldpunt_search'::regconfig, :term)) "
+    "FROM messages WHERE messages.ticket_id = tickets.id))",
+}
+_HAS_TAG = {
+    "sqlite": "EXISTS (SELECT 1 FROM json_each(tickets.tags) WHERE json_each.value = :tag)",
+    "postgresql": "CAST(tickets.tags AS jsonb) @> jsonb_build_array(CAST(:tag AS text))",
+}
+
+
+def _search_term(dialect: str, words: Sequence[str]) -> str:
+    """The words as the engine's query: each one a plain term (a word of
+    ``MIN_PREFIX_LENGTH`` letters or more also as the start of a longer one), all required."""
+    terms = []
+    for word in words:
+        prefix = len(word) >= MIN_PREFIX_LENGTH
+        if dialect == "sqlite":
+            # Letters and digits only, quoted: FTS5 reads it as a plain term, never syntax.
+            terms.append(f'"{word}"' + ("*" if prefix else ""))
+        else:
+            terms.append(f"'{word}'" + (":*" if prefix else ""))
+    return " ".join(terms) if dialect == "sqlite" else " & ".join(terms)
+
+
+async def _search_clause(
+    session: AsyncSession, dialect: str, words: Sequence[str]
+) -> sa.ColumnElement[bool]:
+    """Tickets whose subject, or one of whose messages, holds every word.
+
+    Every word in one document lets the engine intersect the words' lists inside the index;
+    across a ticket's documents it would need the set of tickets of each word, which for a
+    common word ("de", "straat") is tens of thousands of rows.
+    """
+    if not words:
+        # Nothing searchable (only punctuation): nothing can match.
+        return sa.false()
+    term = _search_term(dialect, words)
+    probe = sa.text(_COMMON_PROBE[dialect]).bindparams(term=term, cap=COMMON_TERM + 1)
+    if (await session.scalar(probe) or 0) > COMMON_TERM:
+        clause = sa.text(_COMMON_MATCH[dialect]).bindparams(term=term)
+        return clause.self_group()  # type: ignore[return-value]
+    matching = (
+        sa.text(_MATCHING[dialect]).bindparams(term=term).columns(sa.column("id", sa.Integer))
+    )
+    return col(Ticket.id).in_(matching)
+
+
+def _has_tag(dialect: str, tag: str) -> sa.ColumnElement[bool]:
+    clause = sa.text(_HAS_TAG[dialect]).bindparams(sa.bindparam("tag", tag, unique=True))
+    return clause.self_group()  # type: ignore[return-value]
+
+
+def _view_clause(view: str, staff: Staff, now: datetime) -> sa.ColumnElement[bool]:
+    if view == "mine":
+        return col(Ticket.assignee_id) == staff.id
+    if view == "departments":
+        if not staff.departments:
+            return sa.false()
+        return col(Ticket.department).in_(sorted(staff.departments))
+    if view == "unassigned":
+        return col(Ticket.assignee_id).is_(None)
+    if view == "overdue":
+        return overdue_clause(now)
+    return sa.true()
+
+
+def available_views(staff: Staff) -> list[str]:
+    """The views a staff member gets: "my departments" only with departments, "all" only for
+    those who see all."""
+    return [
+        view
+        for view in VIEWS
+        if (view != "all" or staff.sees_all) and (view != "departments" or staff.departments)
+    ]
+
+
+def _scope(staff: Staff) -> sa.ColumnElement[bool]:
+    if staff.sees_all:
+        return sa.true()
+    return col(Ticket.department).in_(sorted(staff.departments))
+
+
+def _next_due_column() -> sa.ColumnElement[datetime]:
+    """The ticket's next deadline: the first answer's while unanswered, else the resolution's."""
+    due = sa.func.coalesce(
+        sa.case((col(Ticket.first_answered_at).is_(None), col(Ticket.first_answer_due))),
+        col(Ticket.resolution_due),
+    )
+    return sa.type_coerce(due, UTCDateTime())
+
+
+def next_due(ticket: Ticket) -> datetime | None:
+    """What ``_next_due_column`` computes, for one loaded ticket."""
+    if ticket.first_answered_at is None and ticket.first_answer_due is not None:
+        return ticket.first_answer_due
+    return ticket.resolution_due
+
+
+def _sort_key(ticket: Ticket, sort: str) -> datetime | None:
+    if sort == "due":
+        return next_due(ticket)
+    return ticket.updated_at if sort == "activity" else ticket.created_at
+
+
+def _after(sort: str, cursor: str) -> sa.ColumnElement[bool]:
+    """Rows after the cursor's in the sort's order (a keyset: the sort key, then the id)."""
+    name, stamp, ident = decode_cursor(cursor, 3)
+    try:
+        after_at = datetime.fromisoformat(stamp) if stamp else None
+        after_id = int(ident)
+        # A made-up moment at the calendar's edge would overflow when moved to UTC.
+        if after_at is not None and after_at.tzinfo is not None:
+            after_at = after_at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise _invalid_cursor() from None
+    if name != sort or (after_at is None and sort != "due"):
+        raise _invalid_cursor()
+    if after_at is not None and after_at.tzinfo is None:
+        raise _invalid_cursor()
+    if not 0 < after_id <= MAX_ROW_ID:
+        raise _invalid_cursor()
+    ticket_id = col(Ticket.id)
+    if sort == "due":
+        due = _next_due_column()
+        if after_at is None:
+            return sa.and_(due.is_(None), ticket_id > after_id)
+        return sa.or_(due > after_at, sa.and_(due == after_at, ticket_id > after_id), due.is_(None))
+    key = col(Ticket.updated_at) if sort == "activity" else col(Ticket.created_at)
+    if sort == "oldest":
+        return sa.or_(key > after_at, sa.and_(key == after_at, ticket_id > after_id))
+    return sa.or_(key < after_at, sa.and_(key == after_at, ticket_id < after_id))
+
+
+def _order(sort: str) -> list[sa.ColumnElement[Any]]:
+    ticket_id = col(Ticket.id)
+    if sort == "due":
+        return [_next_due_column().asc().nulls_last(), ticket_id.asc()]
+    if sort == "oldest":
+        return [col(Ticket.created_at).asc(), ticket_id.asc()]
+    key = col(Ticket.updated_at) if sort == "activity" else col(Ticket.created_at)
+    return [key.desc(), ticket_id.desc()]
 
 
 async def list_tickets(
@@ -190,11 +402,21 @@ async def list_tickets(
     filters: TicketFilter,
     limit: int,
     cursor: str | None = None,
+    sort: str = "newest",
 ) -> TicketPage:
-    """Tickets newest first, one page at a time (keyset on created_at, id)."""
-    query = sa.select(Ticket, Contact).join(Contact, col(Contact.id) == col(Ticket.contact_id))
-    if not staff.sees_all:
-        query = query.where(col(Ticket.department).in_(sorted(staff.departments)))
+    """Tickets in the order ``sort`` names (one of ``SORTS``), one page at a time (a keyset on
+    the sort key and the id, so pages neither repeat nor skip a ticket)."""
+    if sort not in SORTS:
+        raise BadRequestError(
+            "invalid_parameter", f"unknown sort '{sort}'", {"parameter": "sort", "valid": SORTS}
+        )
+    dialect = session.get_bind().dialect.name
+    now = utcnow()
+    query = (
+        sa.select(Ticket, Contact)
+        .join(Contact, col(Contact.id) == col(Ticket.contact_id))
+        .where(_scope(staff))
+    )
     for column, values in (
         (Ticket.status, filters.statuses),
         (Ticket.department, filters.departments),
@@ -203,40 +425,78 @@ async def list_tickets(
     ):
         if values:
             query = query.where(col(column).in_(sorted(values)))
+    if filters.view is not None:
+        query = query.where(_view_clause(filters.view, staff, now))
     if filters.overdue is not None:
-        late = overdue_clause(utcnow())
+        late = overdue_clause(now)
         query = query.where(
             late if filters.overdue else sa.not_(sa.func.coalesce(late, sa.false()))
         )
-    if filters.subject_contains:
-        query = query.where(
-            col(Ticket.subject).ilike(_like_pattern(filters.subject_contains), escape="\\")
-        )
+    if filters.assignees or filters.unassigned:
+        assigned = [col(Ticket.assignee_id).in_(sorted(filters.assignees))]
+        if filters.unassigned:
+            assigned.append(col(Ticket.assignee_id).is_(None))
+        query = query.where(sa.or_(*assigned))
+    for tag in sorted(filters.tags):
+        query = query.where(_has_tag(dialect, tag))
+    if filters.created_from is not None:
+        query = query.where(col(Ticket.created_at) >= filters.created_from)
+    if filters.created_before is not None:
+        query = query.where(col(Ticket.created_at) < filters.created_before)
+    if filters.search is not None:
+        words = search_words(filters.search)
+        query = query.where(await _search_clause(session, dialect, words))
     if cursor is not None:
-        stamp, ident = decode_cursor(cursor, 2)
-        try:
-            after_at, after_id = datetime.fromisoformat(stamp), int(ident)
-        except ValueError:
-            raise _invalid_cursor() from None
-        if after_at.tzinfo is None:
-            raise _invalid_cursor()
-        query = query.where(
-            sa.or_(
-                col(Ticket.created_at) < after_at,
-                sa.and_(col(Ticket.created_at) == after_at, col(Ticket.id) < after_id),
-            )
-        )
-    query = query.order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(limit + 1)
+        query = query.where(_after(sort, cursor))
+    query = query.order_by(*_order(sort)).limit(limit + 1)
     rows = (await session.execute(query)).all()
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = page[-1][0]
-        next_cursor = encode_cursor(last.created_at.isoformat(), str(last.id))
+        assert last.id is not None
+        key = _sort_key(last, sort)
+        next_cursor = encode_cursor(sort, key.isoformat() if key else "", str(last.id))
     return TicketPage(
         items=[_summary(ticket, contact, departments) for ticket, contact in page],
         next_cursor=next_cursor,
     )
+
+
+async def view_counts(session: AsyncSession, staff: Staff) -> dict[str, int]:
+    """How many open tickets (new, open or pending) each of the staff member's views holds;
+    one query over the open tickets in their scope."""
+    now = utcnow()
+    views = available_views(staff)
+    counts = [sa.func.count().filter(_view_clause(view, staff, now)).label(view) for view in views]
+    query = (
+        sa.select(*counts)
+        .select_from(Ticket)
+        .where(col(Ticket.status).in_(OPEN_STATUSES), _scope(staff))
+    )
+    row = (await session.execute(query)).one()
+    return {view: int(row._mapping[view] or 0) for view in views}
+
+
+async def latest_change(session: AsyncSession, staff: Staff) -> datetime | None:
+    """When a ticket the staff member may see last changed (a new ticket, message or action).
+
+    One index lookup per department (on (department, updated_at)), or one for staff who see
+    all: cheap enough to ask every few seconds from every open list.
+    """
+    latest = sa.func.max(col(Ticket.updated_at))
+    if staff.sees_all:
+        return await session.scalar(sa.select(sa.type_coerce(latest, UTCDateTime())))
+    found: list[datetime] = []
+    for department in sorted(staff.departments):
+        value = await session.scalar(
+            sa.select(sa.type_coerce(latest, UTCDateTime())).where(
+                col(Ticket.department) == department
+            )
+        )
+        if value is not None:
+            found.append(value)
+    return max(found, default=None)
 
 
 def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
@@ -289,6 +549,13 @@ def _summary(ticket: Ticket, contact: Contact, departments: Mapping[str, str]) -
         ),
         satisfaction=ticket.satisfaction,
     )
+
+
+async def ticket_summary(
+    session: AsyncSession, ticket: Ticket, departments: Mapping[str, str]
+) -> TicketSummary:
+    """The summary of a ticket already loaded (and checked visible), as the API shows it."""
+    return _summary(ticket, await session.get_one(Contact, ticket.contact_id), departments)
 
 
 # One ticket

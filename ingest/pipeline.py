@@ -1326,11 +1326,13 @@ async def _acknowledgements(
         skipped = None
         if msg.automatic:
             # On the phone line nobody wrote anything: a missed call, or one the front desk took.
-            skipped = (
-                "a phone call: the caller asked for no message"
-                if msg.channel is Channel.VOICE
-                else "the message was sent automatically (an auto-reply or list mail)"
-            )
+            # At the desk, staff registered it and chose not to send one (or had no address).
+            if msg.channel is Channel.VOICE:
+                skipped = "a phone call: the caller asked for no message"
+            elif msg.channel is Channel.DESK:
+                skipped = "registered by staff without an acknowledgement"
+            else:
+                skipped = "the message was sent automatically (an auto-reply or list mail)"
         elif limit is not None and reply_address:
             if sent_recently.get(reply_address, 0) >= limit:
                 skipped = f"{limit} acknowledgements went to this address in the last hour"

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from inbox.answers import ANSWERS_FILE, AnswersError, CannedAnswers, load_answers
 from meldpunt.config import ConfigError, LoadedConfig, load_config
 from meldpunt.logs import configure_logging
 from meldpunt.yamlsource import YamlError, load_yaml_file
@@ -44,6 +45,16 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
         ) from None
 
 
+def _canned_answers(config: LoadedConfig) -> CannedAnswers:
+    """The reply box's canned answers (config/answers.yaml, optional), or every problem."""
+    try:
+        return load_answers(config.folder)
+    except AnswersError as exc:
+        raise CommandError(
+            "the canned answers have errors:\n" + "\n".join(f"  {p}" for p in exc.problems)
+        ) from None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from meldpunt.app import template_problems
 
@@ -53,6 +64,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"{config.templates_dir}: {problem}", file=sys.stderr)
         raise CommandError(f"{len(problems)} notice template(s) need fixing")
+    canned = _canned_answers(config)
     print(f"configuration OK: {config.config_file}")
     print(f"  town: {s.town.name} (references {s.town.reference_prefix}-000001)")
     print(f"  departments: {', '.join(d.id for d in s.departments)}")
@@ -63,6 +75,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     print(f"  deadlines: {policies or 'none'}")
     print(f"  notices: templates in {config.templates_dir}")
+    print(
+        f"  canned answers: {len(canned)} in {canned.file}"
+        if canned.file
+        else f"  canned answers: none ({config.folder / ANSWERS_FILE} not present)"
+    )
     print(f"  database: {Database(s.database_url).dialect}")
     email = s.channels.email
     if not email.enabled:
@@ -319,6 +336,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args)
     configure_logging(config.settings.log_level)
+    _canned_answers(config)  # the reply box reads them at start; a broken file stops it here
     for problem in template_problems(config):
         # Not fatal: an acknowledgement whose template fails goes out in the plain words.
         structlog.get_logger("meldpunt").error("notice template problem", problem=problem)

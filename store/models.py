@@ -74,13 +74,30 @@ class ContactIdentity(SQLModel, table=True):
 
 class Ticket(SQLModel, table=True):
     __tablename__ = "tickets"
+    # The inbox's list pages by keyset in creation or activity order, counts open work per view
+    # and asks for the latest change per department every few seconds (migration 0006).
+    __table_args__ = (
+        sa.Index("ix_tickets_created_at", "created_at", "id"),
+        sa.Index("ix_tickets_updated_at", "updated_at", "id"),
+        sa.Index("ix_tickets_department_updated_at", "department", "updated_at"),
+        # The counts of open work per view, read from the index alone.
+        sa.Index(
+            "ix_tickets_open_work",
+            "status",
+            "department",
+            "assignee_id",
+            "first_answered_at",
+            "first_answer_due",
+            "resolution_due",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=32, unique=True)
     kind: str = Field(max_length=16, index=True)
     status: str = Field(max_length=16, index=True)
     department: str = Field(max_length=64, index=True)
-    assignee_id: int | None = Field(default=None, foreign_key="users.id")
+    assignee_id: int | None = Field(default=None, foreign_key="users.id", index=True)
     priority: str = Field(max_length=16, default="normal")
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     origin_channel: str = Field(max_length=16, index=True)
@@ -358,6 +375,24 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=32)
     value: int = 0
+
+
+# Full-text search (migration 0006) lives outside the models: SQLite's FTS5 tables (with their
+# shadow tables, ticket_search_data and the like) and PostgreSQL's expression indexes. Schema
+# comparisons (autogenerate, the migration tests) leave them alone.
+SEARCH_OBJECTS = (
+    "ticket_search",
+    "message_search",
+    "ix_tickets_subject_search",
+    "ix_messages_text_search",
+)
+
+
+def is_search_object(name: str | None) -> bool:
+    """Whether a table or index name is one of ``SEARCH_OBJECTS`` or an FTS5 shadow table."""
+    return name is not None and any(
+        name == wanted or name.startswith(f"{wanted}_") for wanted in SEARCH_OBJECTS
+    )
 
 
 def table_of(model: type[SQLModel]) -> sa.Table:

@@ -1,4 +1,4 @@
-"""The web inbox's pages: sign-in, sign-out, password change and the ticket list.
+"""The web inbox's pages: sign-in, sign-out, password change and the ticket view.
 
 Server-rendered with Jinja2 (autoescaped); every form carries the session's CSRF token and every
 POST checks it. Pages are never cached and may not be framed; the Content-Security-Policy allows
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox import tickets
 from inbox.api import ApiContext
-from inbox.errors import ApiError, NotFoundError
+from inbox.errors import NotFoundError
 from inbox.schemas import TicketDetail
 from inbox.web.sessions import COOKIE, Sessions, SignedIn
 from inbox.web.texts import LANGUAGES, label, texts
-from ingest.model import Channel, Kind, TicketStatus
+from ingest.model import Channel
 from store.users import MIN_PASSWORD_LENGTH
 
 if TYPE_CHECKING:
@@ -113,7 +113,6 @@ class WebInbox:
             web.post("/logout", self.staff_only(self.logout)),
             web.get("/account/password", self.staff_only(self.password_form)),
             web.post("/account/password", self.staff_only(self.change_password)),
-            web.get("/", self.staff_only(self.ticket_list)),
             web.get("/tickets/{reference}", self.staff_only(self.ticket_view)),
             web.static("/inbox/static", STATIC, append_version=False),
         ]
@@ -257,66 +256,6 @@ class WebInbox:
         )
 
     # Tickets
-
-    async def ticket_list(self, request: web.Request, signed_in: SignedIn) -> web.Response:
-        """The tickets staff may see, newest first, narrowed by the filter form (a GET form, so
-        a filtered list is a link one can keep). Values the form does not offer are ignored."""
-        query = request.query
-        chosen = {
-            "status": [v for v in query.getall("status", []) if v in set(TicketStatus)],
-            "kind": [v for v in query.getall("kind", []) if v in set(Kind)],
-            "channel": [v for v in query.getall("channel", []) if v in set(Channel)],
-            "department": [v for v in query.getall("department", []) if v in self.departments],
-        }
-        search = query.get("q", "").strip()[:200]
-        overdue = query.get("overdue") == "1"
-        filters = tickets.TicketFilter(
-            statuses=chosen["status"],
-            kinds=chosen["kind"],
-            channels=chosen["channel"],
-            departments=chosen["department"],
-            subject_contains=search or None,
-            overdue=True if overdue else None,
-        )
-        async with self.db.session() as session:
-            try:
-                page = await tickets.list_tickets(
-                    session,
-                    signed_in.staff,
-                    self.departments,
-                    filters,
-                    50,
-                    query.get("cursor"),
-                )
-            except ApiError:
-                raise web.HTTPSeeOther("/") from None
-        visible = (
-            self.departments
-            if signed_in.staff.sees_all
-            else {k: v for k, v in self.departments.items() if k in signed_in.staff.departments}
-        )
-        # The next page keeps the filters.
-        kept = [(k, v) for k, v in query.items() if k not in ("cursor", "lang")]
-        return self.render(
-            request,
-            "web/list.html",
-            signed_in=signed_in,
-            page=page,
-            chosen=chosen,
-            search=search,
-            overdue=overdue,
-            options={
-                "status": [s.value for s in TicketStatus],
-                "kind": [k.value for k in Kind],
-                "channel": [c.value for c in Channel],
-            },
-            departments=visible,
-            next_link=(
-                "/?" + urlencode([*kept, ("cursor", page.next_cursor)])
-                if page.next_cursor
-                else None
-            ),
-        )
 
     async def ticket_view(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         """One ticket, read-only for now: its facts, the conversation as text, the history.

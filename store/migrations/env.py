@@ -35,6 +35,11 @@ def _render_item(kind: str, obj: Any, autogen: AutogenContext) -> str | Literal[
     return False
 
 
+def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    # Full-text search objects are written by hand (0006); autogenerate must not drop them.
+    return not store.models.is_search_object(name)
+
+
 def _skip_empty_revision(
     migration: MigrationContext, revision: object, directives: list[MigrationScript]
 ) -> None:
@@ -50,6 +55,7 @@ context.configure(
     # a table; on PostgreSQL the same batch operations become plain ALTER TABLE statements.
     render_as_batch=True,
     render_item=_render_item,
+    include_name=_include_name,
     compare_type=True,
     process_revision_directives=_skip_empty_revision,
 )

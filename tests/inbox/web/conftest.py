@@ -6,8 +6,11 @@ agent of the front desk; a ``Visitor`` keeps its own cookies, like one browser.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Awaitable, Callable
+import struct
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from ingest.model import Attachment, Channel, ContactRef, Identity, IdentityKind
 from meldpunt.app import RUNTIME, create_app
 from store.db import Database
 from store.users import create_user
@@ -130,3 +134,75 @@ async def town(
     town = Town(client, clock)
     await town.add_user("an@wingene.example", name="An Peeters")
     return town
+
+
+# An e-mail with HTML and files, as the e-mail connector hands it to intake (used by the
+# conversation's tests, over HTTP and in the browser).
+
+
+def street_lamp_photo(width: int = 240, height: int = 180) -> bytes:
+    """A small real PNG: an evening sky, a street and a lamp post whose lamp is out."""
+
+    def pixel(x: int, y: int) -> tuple[int, int, int]:
+        if abs(x - width * 0.6) < 3 and height * 0.25 < y < height * 0.8:
+            return (40, 40, 45)  # the post
+        if abs(x - width * 0.55) < 14 and abs(y - height * 0.25) < 5:
+            return (70, 70, 60)  # the dark lamp
+        if y >= height * 0.8:
+            return (90, 90, 95)  # the street
+        shade = y * 120 // height
+        return (30 + shade, 50 + shade, 110 + shade // 2)  # the sky
+
+    rows = b"".join(
+        b"\x00" + bytes(c for x in range(width) for c in pixel(x, y)) for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def submit_mail(
+    app: web.Application,
+    *,
+    text: str,
+    subject: str,
+    html: str | None = None,
+    full_text: str | None = None,
+    files: Sequence[tuple[str, str, bytes | None]] = (),
+    email: str = "mie.janssens@example.be",
+    name: str = "Mie Janssens",
+) -> str:
+    """An e-mail through intake: ``files`` are (name, media type, bytes) and are stored first,
+    as the connector does; bytes of None make a file intake refused. Returns the reference."""
+    runtime = app[RUNTIME]
+    attachments = []
+    for filename, content_type, data in files:
+        digest = await runtime.files.put(data) if data is not None else None
+        attachments.append(
+            Attachment(
+                filename=filename,
+                content_type=content_type,
+                size=len(data) if data is not None else 31_457_280,
+                sha256=digest,
+                removed_reason=None if data is not None else "larger than 15 MB",
+            )
+        )
+    message = dataclasses.replace(
+        inbound(text, subject=subject, email=email, channel=Channel.EMAIL, kind=None),
+        sender=ContactRef((Identity(IdentityKind.EMAIL, email),), display_name=name),
+        html=html,
+        full_text=full_text,
+        attachments=tuple(attachments),
+    )
+    result = await runtime.intake.submit(message)
+    assert result.ticket_reference is not None
+    return result.ticket_reference

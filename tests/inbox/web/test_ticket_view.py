@@ -25,7 +25,7 @@ async def test_staff_read_the_conversation_and_history_of_their_department(town:
     # The acknowledgement the citizen got is part of the conversation, and the history says
     # how the ticket came and was routed.
     assert "We hebben uw bericht" in html
-    assert "routed" in html
+    assert "Doorgestuurd naar Technische dienst" in html
     assert response.headers["Cache-Control"] == "no-store"
     # The list links to it.
     await staff.get("/")
