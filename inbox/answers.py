@@ -196,22 +196,3 @@ def placeholder_values(
         "staff_name": staff_name,
         "town": town,
     }
-
-
-def load_answers(folder: Path) -> CannedAnswers:
-    """The answers in ``folder``/answers.yaml; none when the file is not there.
-
-    Raises:
-        AnswersError: the file cannot be read or has errors (all of them, each with its line).
-    """
-    # The wiring's YAML reader keeps line numbers; imported here, as the config code it is.
-    from meldpunt.yamlsource import YamlError, load_yaml_file
-
-    path = folder / ANSWERS_FILE
-    if not path.exists():
-        return CannedAnswers()
-    try:
-        doc = load_yaml_file(path)
-    except YamlError as exc:
-        raise AnswersError([str(exc)]) from None
-    return compile_answers(doc.data, file=str(path), line_of=doc.line_of)

@@ -349,11 +349,16 @@ class TicketPage(_Response):
 
 
 class AttachmentOut(_Response):
+    id: int
     filename: str
     content_type: str
     size: int
     sha256: str | None
     removed_reason: str | None = Field(description="Why the file was refused, if it was.")
+    content_id: str | None = Field(
+        default=None,
+        description="The e-mail part's Content-ID: the message's HTML shows it as 'cid:…'.",
+    )
 
 
 class MessageOutbox(_Response):

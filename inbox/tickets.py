@@ -63,6 +63,7 @@ from ingest.model import (
     Priority,
     TicketStatus,
 )
+from ingest.pipeline import HTML_URL_SCHEMES
 from ingest.sms import sms_segments
 from ingest.templates import Notice
 from store.models import (
@@ -597,13 +598,16 @@ async def _messages_out(session: AsyncSession, messages: Sequence[Message]) -> l
             .where(col(AttachmentRow.message_id).in_(ids))
             .order_by(col(AttachmentRow.id))
         ):
+            assert row.id is not None
             attachments.setdefault(row.message_id, []).append(
                 AttachmentOut(
+                    id=row.id,
                     filename=row.filename,
                     content_type=row.content_type,
                     size=row.size,
                     sha256=row.sha256,
                     removed_reason=row.removed_reason,
+                    content_id=row.content_id,
                 )
             )
         # Ordered by id so a later outbox row for the same message (a resend) wins.
@@ -633,8 +637,9 @@ async def _messages_out(session: AsyncSession, messages: Sequence[Message]) -> l
                 subject=m.subject,
                 text=m.text,
                 full_text=m.full_text,
-                # Citizen HTML is sanitised before any browser can see it, whoever stored it.
-                html=nh3.clean(m.html) if m.html else None,
+                # Citizen HTML is sanitised before any browser can see it, whoever stored it;
+                # its inline images keep their "cid:" address (see the attachments' content_id).
+                html=nh3.clean(m.html, url_schemes=HTML_URL_SCHEMES) if m.html else None,
                 sender=m.sender,
                 author=authors.get(m.author_user_id) if m.author_user_id else None,
                 delivery_status=DeliveryStatus(m.delivery_status),

@@ -54,6 +54,7 @@ def message_to_envelope(msg: InboundMessage) -> dict[str, Any]:
                 "size": a.size,
                 "sha256": a.sha256,
                 "removed_reason": a.removed_reason,
+                "content_id": a.content_id,
             }
             for a in msg.attachments
         ],

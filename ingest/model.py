@@ -148,7 +148,8 @@ class Attachment:
     """A file that came with a message, already stored content-addressed by ingest's file store.
 
     ``removed_reason`` is set when the file was refused (too large, forbidden type): the message
-    still becomes a ticket and staff see that something was left out.
+    still becomes a ticket and staff see that something was left out. ``content_id`` is the
+    e-mail part's Content-ID (without angle brackets): the HTML shows the part as ``cid:…``.
     """
 
     filename: str
@@ -156,6 +157,7 @@ class Attachment:
     size: int
     sha256: str | None
     removed_reason: str | None = None
+    content_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,14 @@ _DELIVERY_RANK = {
 OPEN_STATES = (TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value)
 FINISHED_STATES = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
 REFERENCE_COUNTER = "ticket_reference"
+# The event ``inbox.work.merge_tickets`` leaves on a ticket merged into another; its data names
+# the other ticket's reference under "into".
+MERGED_INTO = "merged_into"
+# How many merges in a row (A into B, B into C, …) intake follows; a loop stops there too.
+MERGE_HOPS = 10
+# Intake keeps a mail's own inline images ("cid:" addresses): the inbox shows them from the
+# message's files. Nothing else is let through that nh3's defaults would not allow.
+HTML_URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"cid"}
 # A citizen writing on a resolved ticket within this time reopens it (FollowUp.reopen_within
 # when the town's follow-up is configured).
 REOPEN_WITHIN = timedelta(days=14)
@@ -191,6 +199,8 @@ class _Lookups:
     # Open surveys of known contacts, by (contact, channel the survey went out on).
     surveys: dict[tuple[int, str], int] = field(default_factory=dict)
     languages: dict[int, str | None] = field(default_factory=dict)
+    # Closed tickets merged into another: id -> id of the ticket it was merged into.
+    merged: dict[int, int] = field(default_factory=dict)
 
 
 def routing_input(msg: InboundMessage) -> RoutingInput:
@@ -716,7 +726,61 @@ async def _lookup(
             if row["survey_state"] in ("asked", "unclear") and row["survey_sent_at"] is not None:
                 channel = row["reply_channel"] or row["origin_channel"]
                 found.surveys[(row["contact_id"], channel)] = row["id"]
+    await _lookup_merges(conn, found)
     return found
+
+
+async def _lookup_merges(conn: AsyncConnection, found: _Lookups) -> None:
+    """Where the batch's merged tickets went, with the tickets they went to.
+
+    A merged ticket is closed, so a batch that meets no closed ticket asks nothing more.
+    """
+    asked: set[int] = set()
+    for _ in range(MERGE_HOPS):
+        closed = [
+            ticket_id
+            for ticket_id, ticket in found.tickets.items()
+            if ticket["status"] == TicketStatus.CLOSED.value and ticket_id not in asked
+        ]
+        if not closed:
+            return
+        asked.update(closed)
+        rows = await conn.execute(
+            sa.select(EVENTS.c.ticket_id, EVENTS.c.data)
+            .where(EVENTS.c.ticket_id.in_(closed), EVENTS.c.type == MERGED_INTO)
+            .order_by(EVENTS.c.id)
+        )
+        # Ordered by id, so the latest merge of a ticket wins.
+        into = {
+            ticket_id: str(data["into"])
+            for ticket_id, data in rows
+            if isinstance(data, dict) and data.get("into")
+        }
+        if not into:
+            return
+        by_reference = {
+            ticket["reference"]: ticket_id for ticket_id, ticket in found.tickets.items()
+        }
+        missing = set(into.values()) - by_reference.keys()
+        if missing:
+            targets = await conn.execute(sa.select(TICKETS).where(TICKETS.c.reference.in_(missing)))
+            for row in targets.mappings():
+                found.tickets[row["id"]] = dict(row)
+                by_reference[row["reference"]] = row["id"]
+        for source, reference in into.items():
+            if reference in by_reference:
+                found.merged[source] = by_reference[reference]
+
+
+def _merge_target(ticket_id: int, found: _Lookups) -> int:
+    """The ticket a message about ``ticket_id`` continues on: itself, or the end of the chain of
+    merges it went through."""
+    for _ in range(MERGE_HOPS):
+        into = found.merged.get(ticket_id)
+        if into is None:
+            break
+        ticket_id = into
+    return ticket_id
 
 
 async def _record_event(
@@ -819,22 +883,24 @@ def _thread(
     """The ticket this message is about, if any (ingest owns threading), and whether the
     message said so itself (an e-mail header or the reference) rather than by being the next
     message of a conversation. The ticket may be finished: the caller decides to reopen it or
-    to open a new one linked to it."""
+    to open a new one linked to it. A ticket merged into another continues on that one."""
     hints = plan.msg.hints
     channel = plan.msg.channel.value
     for mid in hints.message_ids:
         ticket_id = found.by_message_id.get((channel, mid))
         if ticket_id is not None and ticket_id in found.tickets:
-            return ticket_id, True
+            return _merge_target(ticket_id, found), True
     if hints.reference and contact_id is not None:
         ticket_id = found.by_reference.get(hints.reference)
         ticket = found.tickets.get(ticket_id) if ticket_id is not None else None
         # A quoted reference only joins a ticket of the same citizen: someone forwarding another
         # person's mail must not land in that person's ticket.
         if ticket and ticket["contact_id"] == contact_id:
-            return int(ticket["id"]), True
+            return _merge_target(int(ticket["id"]), found), True
     if hints.conversation and contact_id is not None:
         ticket_id = found.by_conversation.get((hints.conversation, contact_id))
+        if ticket_id is not None:
+            ticket_id = _merge_target(ticket_id, found)
         ticket = found.tickets.get(ticket_id) if ticket_id is not None else None
         if ticket is None:
             return None, False
@@ -1048,7 +1114,9 @@ async def _persist(
                     else None,
                     "subject": p.msg.subject,
                     "text": p.msg.text,
-                    "html": nh3.clean(p.msg.html) if p.msg.html else None,
+                    "html": (
+                        nh3.clean(p.msg.html, url_schemes=HTML_URL_SCHEMES) if p.msg.html else None
+                    ),
                     "full_text": p.msg.full_text,
                     "delivery_status": "received",
                     "created_at": p.msg.received_at,
@@ -1066,6 +1134,7 @@ async def _persist(
             "size": a.size,
             "sha256": a.sha256,
             "removed_reason": a.removed_reason,
+            "content_id": a.content_id[:255] if a.content_id else None,
         }
         for p in stored
         for a in p.msg.attachments

@@ -26,7 +26,7 @@ from connectors.base import Connector, ConnectorContext
 from inbox.api import ApiContext, create_api
 from inbox.quarantine import RetryHook
 from inbox.survey_page import SurveyPage
-from inbox.web.pages import WebInbox
+from inbox.web.pages import Town, WebInbox
 from inbox.web.sessions import Sessions
 from ingest.acknowledge import TemplatedAcknowledgement, sample_values
 from ingest.deadlines import Calendar
@@ -464,7 +464,9 @@ def create_app(
         WebInbox(
             api_context,
             Sessions(db, clock=clock),
-            config=config,
+            town=Town(settings.town.name, settings.town.language, settings.town.timezone),
+            rules=rules.current,
+            answers=config.answers,
             connectors=connectors,
             clock=clock,
             secure_cookies=settings.public_url.startswith("https://"),

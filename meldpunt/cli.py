@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from inbox.answers import ANSWERS_FILE, AnswersError, CannedAnswers, load_answers
+from inbox.answers import ANSWERS_FILE
 from meldpunt.config import ConfigError, LoadedConfig, load_config
 from meldpunt.logs import configure_logging
 from meldpunt.yamlsource import YamlError, load_yaml_file
@@ -45,16 +45,6 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
         ) from None
 
 
-def _canned_answers(config: LoadedConfig) -> CannedAnswers:
-    """The reply box's canned answers (config/answers.yaml, optional), or every problem."""
-    try:
-        return load_answers(config.folder)
-    except AnswersError as exc:
-        raise CommandError(
-            "the canned answers have errors:\n" + "\n".join(f"  {p}" for p in exc.problems)
-        ) from None
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
     from meldpunt.app import template_problems
 
@@ -64,7 +54,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"{config.templates_dir}: {problem}", file=sys.stderr)
         raise CommandError(f"{len(problems)} notice template(s) need fixing")
-    canned = _canned_answers(config)
+    canned = config.answers
     print(f"configuration OK: {config.config_file}")
     print(f"  town: {s.town.name} (references {s.town.reference_prefix}-000001)")
     print(f"  departments: {', '.join(d.id for d in s.departments)}")
@@ -336,7 +326,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args)
     configure_logging(config.settings.log_level)
-    _canned_answers(config)  # the reply box reads them at start; a broken file stops it here
     for problem in template_problems(config):
         # Not fatal: an acknowledgement whose template fails goes out in the plain words.
         structlog.get_logger("meldpunt").error("notice template problem", problem=problem)

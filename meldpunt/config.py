@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +30,7 @@ from connectors.telegram.options import TelegramOptions
 from connectors.twilio.options import TwilioOptions
 from connectors.webchat.options import WebChatOptions
 from connectors.webform import WebFormOptions
+from inbox.answers import ANSWERS_FILE, AnswersError, CannedAnswers, compile_answers
 from ingest.acknowledge import DeadlinePolicy
 from ingest.deadlines import Duration
 from ingest.hours import OfficeHours
@@ -280,6 +281,8 @@ class LoadedConfig:
     folder: Path
     config_file: Path
     rules_file: Path
+    # The staff's canned answers (answers.yaml next to the main file; none without it).
+    answers: CannedAnswers = field(default_factory=CannedAnswers)
 
     @property
     def templates_dir(self) -> Path:
@@ -400,6 +403,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
         problems.append(str(exc))
     except RuleError as exc:
         problems.extend(exc.problems)
+    answers = CannedAnswers()
+    try:
+        answers = load_answers(config_file.parent)
+    except AnswersError as exc:
+        problems.extend(exc.problems)
     if problems or settings is None or rules is None:
         raise ConfigError(problems)
     return LoadedConfig(
@@ -408,4 +416,21 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
         folder=config_file.parent,
         config_file=config_file,
         rules_file=rules_file,
+        answers=answers,
     )
+
+
+def load_answers(folder: Path) -> CannedAnswers:
+    """The canned answers in ``folder``/answers.yaml; none when the file is not there.
+
+    Raises:
+        AnswersError: the file cannot be read or has errors (all of them, each with its line).
+    """
+    path = folder / ANSWERS_FILE
+    if not path.exists():
+        return CannedAnswers()
+    try:
+        doc = load_yaml_file(path)
+    except YamlError as exc:
+        raise AnswersError([str(exc)]) from None
+    return compile_answers(doc.data, file=str(path), line_of=doc.line_of)

@@ -217,6 +217,8 @@ class AttachmentRow(SQLModel, table=True):
     size: int
     sha256: str | None = Field(default=None, max_length=64, index=True)
     removed_reason: str | None = Field(default=None, max_length=255)
+    # The e-mail part's Content-ID, which the mail's HTML names as "cid:…" to show it inline.
+    content_id: str | None = Field(default=None, max_length=255)
 
 
 class TicketEvent(SQLModel, table=True):

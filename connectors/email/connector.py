@@ -256,6 +256,7 @@ class EmailConnector(Connector):
                     size=part.size,
                     sha256=sha256,
                     removed_reason=part.removed_reason,
+                    content_id=part.content_id,
                 )
             )
         # A mail too large to import arrives as its headers plus a note from the mailbox reader.

@@ -4,19 +4,15 @@ merging.
 Each action is a form on the ticket page posting to ``/tickets/{reference}/actions/<name>``
 (with the session's CSRF token, checked by ``staff_only``), done by the business functions in
 ``inbox.tickets`` and ``inbox.work`` in one transaction, and answered with a redirect back to
-the ticket (POST, redirect, GET) that shows what happened, or what was wrong, at the top. A
-ticket the staff member may not see is "not found", exactly as on the ticket page.
-
-The notice travels from the POST to the next page in memory, keyed by the session's CSRF token
-(``take_notice`` in the templates). With several web processes and no sticky sessions the next
-page may land on another process and miss it; the change itself shows on the ticket all the
-same.
+the ticket (POST, redirect, GET) that says what happened at the top; a refused form shows the
+ticket page again with what was wrong and what was typed. A ticket the staff member may not see
+is "not found", exactly as on the ticket page.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -29,7 +25,6 @@ from sqlmodel import col
 from inbox import tickets, work
 from inbox.errors import ApiError, NotFoundError
 from inbox.schemas import StatusRequest, TicketDetail, TransferRequest
-from inbox.web.pages import SECURITY_HEADERS
 from inbox.web.sessions import SignedIn
 from inbox.web.texts import label, texts
 from ingest.model import Kind, Priority, TicketStatus
@@ -39,19 +34,9 @@ if TYPE_CHECKING:
     from inbox.web.pages import WebInbox
 
 Form = MultiDictProxy[Any]
-# Notices not picked up (a tab closed right after posting) are dropped beyond this many.
-MAX_WAITING_NOTICES = 5000
 REASON_LIMIT = 500
-
-
-@dataclass(slots=True)
-class _Flash:
-    """What the next page of a session shows after an action, and the values to fill in again."""
-
-    reference: str | None
-    notice: str | None = None
-    error: str | None = None
-    form: dict[str, str] = field(default_factory=dict)
+# Where a refused form leaves what was typed, for the ticket page shown again.
+KEPT = web.RequestKey("actions_kept", dict[str, str])
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +79,6 @@ def _text(form: Form, name: str, limit: int = 200) -> str:
 class WorkActions:
     def __init__(self, inbox: WebInbox) -> None:
         self.inbox = inbox
-        self._waiting: dict[str, _Flash] = {}
-        # The list page and every other page show a notice left for them (base.html).
-        inbox.env.globals["take_notice"] = self._take_notice
 
     def routes(self) -> list[web.AbstractRouteDef]:
         actions: dict[str, Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]] = {
@@ -112,32 +94,14 @@ class WorkActions:
             for name, handler in actions.items()
         ]
 
-    # The notice between a POST and the next page
-
-    def _leave(self, signed_in: SignedIn, flash: _Flash) -> None:
-        self._waiting.pop(signed_in.csrf, None)
-        while len(self._waiting) >= MAX_WAITING_NOTICES:
-            self._waiting.pop(next(iter(self._waiting)))
-        self._waiting[signed_in.csrf] = flash
-
-    def _take(self, signed_in: SignedIn, reference: str) -> _Flash | None:
-        flash = self._waiting.get(signed_in.csrf)
-        if flash is None or flash.reference not in (None, reference):
-            return None
-        return self._waiting.pop(signed_in.csrf)
-
-    def _take_notice(self, csrf: str) -> str | None:
-        """For base.html: the notice left for this session's next page, if any."""
-        flash = self._waiting.get(csrf) if csrf else None
-        if flash is None or flash.reference is not None:
-            return None
-        self._waiting.pop(csrf)
-        return flash.notice
-
     # The ticket page
 
     async def ticket_context(
-        self, session: AsyncSession, signed_in: SignedIn, detail: TicketDetail
+        self,
+        request: web.Request,
+        session: AsyncSession,
+        signed_in: SignedIn,
+        detail: TicketDetail,
     ) -> dict[str, Any]:
         staff = signed_in.staff
         assignee_id = await session.scalar(
@@ -182,10 +146,7 @@ class WorkActions:
                 },
             }
         }
-        flash = self._take(signed_in, detail.reference)
-        if flash is not None:
-            values["notice"], values["error"] = flash.notice, flash.error
-            values["actions"]["form"].update(flash.form)
+        values["actions"]["form"].update(request.get(KEPT, {}))
         return values
 
     # Actions
@@ -202,7 +163,6 @@ class WorkActions:
         reference = request.match_info["reference"]
         t = texts(self.inbox._lang(request))
         form = await request.post()
-        flash = _Flash(reference)
         target = f"/tickets/{quote(reference, safe='')}#acties"
         try:
             async with self.inbox.db.session() as session:
@@ -210,25 +170,17 @@ class WorkActions:
                 await tickets.visible_ticket(session, signed_in.staff, reference)
                 done = await action(session, form, t)
         except NotFoundError:
-            raise web.HTTPNotFound(
-                text="no such ticket", content_type="text/plain", headers=SECURITY_HEADERS
-            ) from None
-        except _FormError as problem:
-            flash.error = problem.text
-            flash.form = {k: _text(form, k, REASON_LIMIT) for k in kept}
-        except ApiError as problem:
-            flash.error = self._explain(problem, t)
-            flash.form = {k: _text(form, k, REASON_LIMIT) for k in kept}
-        else:
-            flash.notice = done.notice
-            if done.to_list:
-                # The ticket left the staff member's departments: its page would be a 404.
-                flash.reference, target = None, "/"
-            elif done.reference is not None:
-                flash.reference = done.reference
-                target = f"/tickets/{quote(done.reference, safe='')}"
-        self._leave(signed_in, flash)
-        raise web.HTTPSeeOther(target, headers=SECURITY_HEADERS)
+            raise self.inbox.not_found() from None
+        except (_FormError, ApiError) as problem:
+            error = problem.text if isinstance(problem, _FormError) else self._explain(problem, t)
+            request[KEPT] = {k: _text(form, k, REASON_LIMIT) for k in kept}
+            return await self.inbox.ticket_page(request, signed_in, status=422, error=error)
+        if done.to_list:
+            # The ticket left the staff member's departments: its page would be a 404.
+            target = "/"
+        elif done.reference is not None:
+            target = f"/tickets/{quote(done.reference, safe='')}"
+        raise self.inbox.after_post(target, done.notice)
 
     def _explain(self, problem: ApiError, t: Mapping[str, str]) -> str:
         details = problem.details if isinstance(problem.details, dict) else {}

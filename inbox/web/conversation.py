@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
@@ -30,7 +30,7 @@ from sqlmodel import col
 from inbox import tickets
 from inbox.auth import Staff
 from inbox.errors import NotFoundError
-from inbox.schemas import EventOut, MessageOut, OutboxState, TicketDetail
+from inbox.schemas import AttachmentOut, EventOut, MessageOut, OutboxState, TicketDetail
 from inbox.web.pages import SECURITY_HEADERS
 from inbox.web.sessions import SignedIn
 from ingest.files import size_in_words
@@ -99,7 +99,12 @@ def _link_allowed(value: str) -> bool:
 
 def cid_key(value: str) -> str:
     """The Content-ID a ``cid:`` address names, as compared: unquoted, without brackets, lower."""
-    return unquote(value.strip()[4:]).strip().strip("<>").strip().lower()
+    return content_id_key(unquote(value.strip()[4:]))
+
+
+def content_id_key(content_id: str) -> str:
+    """A Content-ID as ``cid_key`` compares it."""
+    return content_id.strip().strip("<>").strip().lower()
 
 
 def _first_pass_filter(tag: str, attribute: str, value: str) -> str | None:
@@ -150,9 +155,12 @@ class _ImageRewriter(HTMLParser):
     """Rewrites the first pass's output: a ``cid:`` image of the message becomes its file's
     address; every other image becomes a visible marker, so staff know something was left out."""
 
-    def __init__(self, images: Mapping[str, str], marker: str) -> None:
+    def __init__(
+        self, images: Mapping[str, str], marker: str, content_ids: Mapping[str, str]
+    ) -> None:
         super().__init__(convert_charrefs=True)
         self.images = images
+        self.content_ids = content_ids
         self.marker = marker
         self.out: list[str] = []
 
@@ -160,8 +168,15 @@ class _ImageRewriter(HTMLParser):
         found = dict(attrs)
         src = found.get("src") or ""
         key = cid_key(src) if src.startswith("cid:") else ""
-        # Mail programs name an inline image "photo.jpg@01DA..." after its file name.
-        url = self.images.get(key) or self.images.get(key.partition("@")[0]) if key else None
+        # The file whose Content-ID it names; files stored without one (before intake kept it)
+        # by name, as mail programs often name an inline image "photo.jpg@01DA..." after it.
+        url = (
+            self.content_ids.get(key)
+            or self.images.get(key)
+            or self.images.get(key.partition("@")[0])
+            if key
+            else None
+        )
         if url is None:
             return f'<span class="{BLOCKED_CLASS}">{escape(self.marker)}</span>'
         alt = escape(found.get("alt") or "")
@@ -185,15 +200,20 @@ class _ImageRewriter(HTMLParser):
         self.out.append(escape(data, quote=False))
 
 
-def sanitise_html(html: str, images: Mapping[str, str], marker: str) -> Markup:
+def sanitise_html(
+    html: str,
+    images: Mapping[str, str],
+    marker: str,
+    content_ids: Mapping[str, str] | None = None,
+) -> Markup:
     """Citizen HTML made safe to show: markup for layout and links only.
 
     No script, event handler, style, form or frame survives; links open in a new tab without
     telling the other site where they came from; an image shows only when it is one of the
-    message's own files (``images`` maps a lower-case file name to its address here), every other
-    image becomes ``marker``.
+    message's own files (``content_ids`` maps a Content-ID as ``content_id_key`` writes it, and
+    ``images`` a lower-case file name, to its address here), every other image becomes ``marker``.
     """
-    rewriter = _ImageRewriter(images, marker)
+    rewriter = _ImageRewriter(images, marker, content_ids or {})
     rewriter.feed(_FIRST_PASS.clean(html))
     rewriter.close()
     return Markup(_LAST_PASS.clean("".join(rewriter.out)))  # noqa: S704 - cleaned just now
@@ -229,9 +249,12 @@ class MessageView:
     files: Sequence[FileView]
     delivery: str
     delivery_reason: str | None
+    content_ids: Mapping[str, str] = field(default_factory=dict)
 
     def safe_html(self, marker: str) -> Markup | None:
-        return sanitise_html(self.html, self.images, marker) if self.html else None
+        return (
+            sanitise_html(self.html, self.images, marker, self.content_ids) if self.html else None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,23 +374,7 @@ def explain_routing(
     return found
 
 
-async def _files(
-    session: AsyncSession, message_ids: Collection[int]
-) -> dict[int, list[AttachmentRow]]:
-    found: dict[int, list[AttachmentRow]] = {}
-    if not message_ids:
-        return found
-    for row in await session.scalars(
-        sa.select(AttachmentRow)
-        .where(col(AttachmentRow.message_id).in_(sorted(message_ids)))
-        .order_by(col(AttachmentRow.id))
-    ):
-        found.setdefault(row.message_id, []).append(row)
-    return found
-
-
-def _file_view(reference: str, row: AttachmentRow) -> FileView:
-    assert row.id is not None
+def _file_view(reference: str, row: AttachmentOut) -> FileView:
     stored = row.sha256 is not None and row.removed_reason is None
     return FileView(
         id=row.id,
@@ -445,30 +452,29 @@ class Conversation:
         ]
 
     async def ticket_context(
-        self, session: AsyncSession, signed_in: SignedIn, detail: TicketDetail
+        self,
+        request: web.Request,
+        session: AsyncSession,
+        signed_in: SignedIn,
+        detail: TicketDetail,
     ) -> dict[str, Any]:
         reference = detail.reference
-        ids = [m.id for m in detail.messages]
-        rows = await _files(session, ids)
-        # The HTML as stored: the API's copy has lost its cid: images to the default cleaner.
-        stored_html: dict[int, str] = {}
-        if ids:
-            for ident, html in await session.execute(
-                sa.select(col(Message.id), col(Message.html)).where(
-                    col(Message.id).in_(ids), col(Message.html).is_not(None)
-                )
-            ):
-                if ident is not None and html is not None:
-                    stored_html[ident] = html
         messages: dict[int, MessageView] = {}
         for m in detail.messages:
-            files = [_file_view(reference, row) for row in rows.get(m.id, [])]
+            files = [_file_view(reference, a) for a in m.attachments]
             delivery, reason = (
                 _delivery(m) if m.direction == Direction.OUT else (m.delivery_status.value, None)
             )
             messages[m.id] = MessageView(
-                html=stored_html.get(m.id),
+                # Cleaned by the API already, with its inline images' cid: addresses kept; the
+                # page cleans it once more, by its own stricter rules.
+                html=m.html,
                 images={f.filename.lower(): f.preview for f in files if f.preview},
+                content_ids={
+                    content_id_key(a.content_id): f.preview
+                    for a, f in zip(m.attachments, files, strict=True)
+                    if a.content_id and f.preview
+                },
                 files=files,
                 delivery=delivery,
                 delivery_reason=reason,
@@ -480,7 +486,7 @@ class Conversation:
         return {
             "conv": ConversationView(
                 messages=messages,
-                routing=explain_routing(detail.events, self.inbox.config.rules.rules, departments),
+                routing=explain_routing(detail.events, self.inbox.rules().rules, departments),
                 others=others,
                 others_hidden=hidden,
                 others_more=more,

@@ -9,10 +9,11 @@ staff only sends a visitor without a session to ``/login`` and back afterwards.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -20,6 +21,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox import tickets
+from inbox.answers import CannedAnswers
 from inbox.api import ApiContext
 from inbox.errors import NotFoundError
 from inbox.schemas import TicketDetail
@@ -30,9 +32,23 @@ from store.users import MIN_PASSWORD_LENGTH
 
 if TYPE_CHECKING:
     from connectors.base import Connector
-    from meldpunt.config import LoadedConfig
+    from router.rules import RuleSet
+
+
+@dataclass(frozen=True, slots=True)
+class Town:
+    """What the inbox shows of the town: its name, and its language and time zone by default."""
+
+    name: str
+    language: str
+    timezone: str
+
 
 LANG_COOKIE = "meldpunt_lang"
+# What a POST did, said on the page its redirect leads to (POST, redirect, GET). A cookie, so it
+# reaches that page whichever process serves it; read once, then removed.
+NOTICE_COOKIE = "meldpunt_notice"
+NOTICE_SECONDS = 120
 STATIC = Path(__file__).resolve().parent.parent / "static"
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -47,12 +63,21 @@ Page = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
 
 class Part(Protocol):
     """One piece of the inbox (the reply box, the work actions, ...): its own pages and what it
-    adds to the ticket page's template values."""
+    adds to the ticket page's template values.
+
+    A part whose form was refused shows the ticket page again with ``WebInbox.ticket_page``,
+    after leaving what was typed in the request (``request[<its key>]``) for its
+    ``ticket_context`` to fill in again.
+    """
 
     def routes(self) -> list[web.AbstractRouteDef]: ...
 
     async def ticket_context(
-        self, session: AsyncSession, signed_in: SignedIn, detail: TicketDetail
+        self,
+        request: web.Request,
+        session: AsyncSession,
+        signed_in: SignedIn,
+        detail: TicketDetail,
     ) -> dict[str, Any]: ...
 
 
@@ -60,6 +85,8 @@ class WebInbox:
     """The pages, bound to the service's database, sessions and settings.
 
     ``context`` is the one the API gets (database, departments, files, follow-up, intake);
+    ``town`` gives the town's name, language and time zone; ``rules`` the routing rules in force
+    (the ticket page explains routing with their descriptions); ``answers`` the canned answers;
     ``connectors`` are the enabled channels (the reply box asks them about reply windows).
     """
 
@@ -68,22 +95,24 @@ class WebInbox:
         context: ApiContext,
         sessions: Sessions,
         *,
-        config: LoadedConfig,
+        town: Town,
+        rules: Callable[[], RuleSet],
+        answers: CannedAnswers,
         connectors: Mapping[Channel, Connector],
         clock: Callable[[], datetime] | None = None,
         secure_cookies: bool,
     ) -> None:
-        settings = config.settings
         self.context = context
         self.db = context.db
         self.sessions = sessions
-        self.config = config
+        self.rules = rules
+        self.answers = answers
         self.connectors = connectors
         self.clock = clock or (lambda: datetime.now(UTC))
         self.departments = context.departments
-        self.town = settings.town.name
-        self.language = settings.town.language
-        self.zone = ZoneInfo(settings.town.timezone)
+        self.town = town.name
+        self.language = town.language
+        self.zone = ZoneInfo(town.timezone)
         self.secure = secure_cookies
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("inbox", "templates"),
@@ -138,6 +167,9 @@ class WebInbox:
         **values: Any,
     ) -> web.Response:
         lang = self._lang(request)
+        flashed = request.cookies.get(NOTICE_COOKIE)
+        if flashed and values.get("notice") is None:
+            values["notice"] = unquote(flashed)[:500]
         html = self.env.get_template(template).render(
             lang=lang,
             t=texts(lang),
@@ -158,6 +190,18 @@ class WebInbox:
             response.set_cookie(
                 LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="Lax",
                 secure=self.secure,
+            )  # fmt: skip
+        if flashed:
+            response.del_cookie(NOTICE_COOKIE, path="/")
+        return response
+
+    def after_post(self, location: str, notice: str | None = None) -> web.HTTPSeeOther:
+        """The redirect ending a POST that was done, with ``notice`` for the page it leads to."""
+        response = web.HTTPSeeOther(location, headers=SECURITY_HEADERS)
+        if notice:
+            response.set_cookie(
+                NOTICE_COOKIE, quote(notice, safe=""), max_age=NOTICE_SECONDS, httponly=True,
+                samesite="Lax", secure=self.secure, path="/",
             )  # fmt: skip
         return response
 
@@ -258,11 +302,22 @@ class WebInbox:
     # Tickets
 
     async def ticket_view(self, request: web.Request, signed_in: SignedIn) -> web.Response:
-        """One ticket, read-only for now: its facts, the conversation as text, the history.
+        return await self.ticket_page(request, signed_in)
+
+    async def ticket_page(
+        self,
+        request: web.Request,
+        signed_in: SignedIn,
+        *,
+        status: int = 200,
+        error: str | None = None,
+    ) -> web.Response:
+        """The page of the ticket ``{reference}`` of the request: its facts, and what each part
+        adds (conversation, work actions, reply box, ...); ``error`` says what a refused form
+        got wrong.
 
         A ticket outside the staff member's departments is "not found", like one that does not
-        exist, so its existence does not leak. E-mails show as text: their sanitised HTML is
-        not rendered here.
+        exist, so its existence does not leak.
         """
         async with self.db.session() as session:
             try:
@@ -270,13 +325,25 @@ class WebInbox:
                     session, signed_in.staff, self.departments, request.match_info["reference"]
                 )
             except NotFoundError:
-                raise web.HTTPNotFound(
-                    text="no such ticket", content_type="text/plain", headers=SECURITY_HEADERS
-                ) from None
+                raise self.not_found() from None
             values: dict[str, Any] = {}
             for part in self.parts:
-                values.update(await part.ticket_context(session, signed_in, detail))
-        return self.render(request, "web/ticket.html", signed_in=signed_in, ticket=detail, **values)
+                values.update(await part.ticket_context(request, session, signed_in, detail))
+        return self.render(
+            request,
+            "web/ticket.html",
+            signed_in=signed_in,
+            status=status,
+            ticket=detail,
+            **{**values, "error": error},
+        )
+
+    @staticmethod
+    def not_found() -> web.HTTPNotFound:
+        """A ticket (or a file of one) that does not exist or is not the staff member's."""
+        return web.HTTPNotFound(
+            text="no such ticket", content_type="text/plain", headers=SECURITY_HEADERS
+        )
 
 
 def _safe_next(target: str | None) -> str:

@@ -19,7 +19,6 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -79,8 +78,6 @@ MAX_FILES = 5  # as on the citizens' web form
 MAX_NAME = 200  # contacts.display_name
 MAX_FIELD = 300  # tickets.subject, tickets.location_address
 MAX_TEXT = 10_000
-# Staff see the "give the citizen this number" notice on the ticket page this long.
-NOTICE_FOR = timedelta(minutes=10)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _TYPED = (
     "way", "name", "email", "phone", "language", "kind", "subject", "text", "address",
@@ -137,12 +134,8 @@ class Registration:
     # Pages
 
     async def form(self, request: web.Request, signed_in: SignedIn) -> web.Response:
-        """An empty form; after a registration the staff member may not open, its number."""
-        notice = None
-        reference = request.query.get("registered", "")
-        if reference:
-            notice = await self._elsewhere_notice(request, signed_in.staff, reference)
-        return self._show(request, signed_in, self._blank(), notice=notice)
+        """An empty form."""
+        return self._show(request, signed_in, self._blank())
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -189,20 +182,30 @@ class Registration:
             error = t["register_unavailable"]
             error += " " + t["register_files_again"] if entry.had_files else ""
             return self._show(request, signed_in, entry, status=503, error=error)
-        department = await self._record(
-            signed_in.staff, reference, entry, self.inbox._lang(request)
-        )
+        department = await self._record(signed_in.staff, reference, entry)
         if signed_in.staff.can_see(department):
-            raise web.HTTPSeeOther(f"/tickets/{reference}")
-        # Routed to a department this agent does not see: its page would be "not found".
-        raise web.HTTPSeeOther(f"/tickets/new?registered={reference}")
+            # The number to give the citizen, at the top of the new ticket's page.
+            raise self.inbox.after_post(
+                f"/tickets/{reference}", t["register_done"].format(reference=reference)
+            )
+        # Routed to a department this agent does not see: its page would be "not found", so
+        # back to an empty form (the desk's next visitor), with the number and where it went.
+        raise self.inbox.after_post(
+            "/tickets/new",
+            t["register_done_elsewhere"].format(
+                reference=reference, department=self.inbox.departments.get(department, department)
+            ),
+        )
 
     async def ticket_context(
-        self, session: AsyncSession, signed_in: SignedIn, detail: TicketDetail
+        self,
+        request: web.Request,
+        session: AsyncSession,
+        signed_in: SignedIn,
+        detail: TicketDetail,
     ) -> dict[str, Any]:
         """``registration``: who registered the ticket by hand and how (None when it came in
-        on a channel by itself); and, for the one who registered it, the number to give the
-        citizen as the page's ``notice``, until anything else happens on the ticket."""
+        on a channel by itself)."""
         event = next((e for e in detail.events if e.type == EVENT), None)
         if event is None or event.actor is None:
             return {"registration": None}
@@ -213,15 +216,6 @@ class Registration:
                 "way": way if way in set(Way) else Way.DESK.value,
             }
         }
-        fresh = (
-            event.actor.id == signed_in.staff.id
-            and detail.events[-1].id == event.id
-            and self.inbox.clock() - event.created_at <= NOTICE_FOR
-        )
-        if fresh:
-            # In the language the form was filled in: the page's own is not known here.
-            language = str(event.data.get("staff_language", self.inbox.language))
-            values["notice"] = texts(language)["register_done"].format(reference=detail.reference)
         return values
 
     # Reading the form
@@ -352,7 +346,7 @@ class Registration:
 
     # After intake
 
-    async def _record(self, staff: Staff, reference: str, entry: _Entry, language: str) -> str:
+    async def _record(self, staff: Staff, reference: str, entry: _Entry) -> str:
         """Write the ``registered`` event once (a repeated POST finds it) and return the
         ticket's department."""
         async with self.inbox.db.session() as session:
@@ -380,37 +374,11 @@ class Registration:
                         data={
                             "way": entry.values["way"],
                             "acknowledgement": entry.confirm and address is not None,
-                            # The staff member's screen: the ticket page's notice speaks it.
-                            "staff_language": language,
                         },
                         created_at=self.inbox.clock(),
                     )
                 )
             return ticket.department
-
-    async def _elsewhere_notice(
-        self, request: web.Request, staff: Staff, reference: str
-    ) -> str | None:
-        """The number and department of a ticket this staff member registered; nothing for any
-        other reference, so the address cannot be used to learn about other tickets."""
-        async with self.inbox.db.session() as session:
-            department = await session.scalar(
-                sa.select(col(Ticket.department))
-                .join(TicketEvent, col(TicketEvent.ticket_id) == col(Ticket.id))
-                .where(
-                    col(Ticket.reference) == reference,
-                    col(TicketEvent.type) == EVENT,
-                    col(TicketEvent.actor_user_id) == staff.id,
-                )
-            )
-        if department is None:
-            return None
-        t = texts(self.inbox._lang(request))
-        if staff.can_see(department):
-            return t["register_done"].format(reference=reference)
-        return t["register_done_elsewhere"].format(
-            reference=reference, department=self.inbox.departments.get(department, department)
-        )
 
     # Showing the form
 

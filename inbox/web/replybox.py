@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from inbox import tickets
-from inbox.answers import CannedAnswer, CannedAnswers, load_answers, placeholder_values
+from inbox.answers import CannedAnswer, CannedAnswers, placeholder_values
 from inbox.errors import ApiError, NotFoundError
 from inbox.schemas import MAX_REPLY_ATTACHMENTS, NoteRequest, ReplyRequest, TicketDetail
 from inbox.web.pages import SECURITY_HEADERS
@@ -49,7 +48,8 @@ HUMAN_AGENT_WINDOW = timedelta(days=7)
 MAX_TEXT = 20_000
 # Room for the form's text fields beside the files.
 FORM_ROOM = 1024 * 1024
-DONE = ("sent", "resolved", "note")
+# Where a refused form leaves what was typed, for the ticket page shown again.
+KEPT = web.RequestKey("replybox_kept", dict[str, Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +100,6 @@ class ReplyBoxState:
     max_size: str = ""
     max_files: int = MAX_REPLY_ATTACHMENTS
     error_in: str = ""  # "reply" or "note": the form the error belongs to
-    # What was just done, said again in the box (the page opens scrolled to it).
-    done: str = ""
     count: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -119,8 +117,8 @@ class ReplyBox:
 
     def __init__(self, inbox: WebInbox) -> None:
         self.inbox = inbox
-        # Read once, at start: a broken file stops the start with its problems (AnswersError).
-        self.answers: CannedAnswers = load_answers(inbox.config.folder)
+        # Read with the configuration: a broken file stops the start with its problems.
+        self.answers: CannedAnswers = inbox.answers
 
     def routes(self) -> list[web.AbstractRouteDef]:
         staff_only = self.inbox.staff_only
@@ -132,9 +130,29 @@ class ReplyBox:
         ]
 
     async def ticket_context(
-        self, session: AsyncSession, signed_in: SignedIn, detail: TicketDetail
+        self,
+        request: web.Request,
+        session: AsyncSession,
+        signed_in: SignedIn,
+        detail: TicketDetail,
     ) -> dict[str, Any]:
-        return {"replybox": await self._state(session, signed_in, detail)}
+        """``replybox``: the box's state, with a canned answer filled in (``?answer=``), a
+        channel chosen (``?channel=``), or what a refused form had (``request[KEPT]``)."""
+        state = await self._state(session, signed_in, detail)
+        changes: dict[str, Any] = {
+            "chosen": _channel(request.query.get("channel")),
+            "answer": self.answers.get(request.query.get("answer", "")),
+            **request.get(KEPT, {}),
+        }
+        chosen = changes.pop("chosen", None)
+        if chosen is not None and any(c.channel == chosen and c.available for c in state.choices):
+            state = replace(state, chosen=chosen)
+        if (answer := changes.pop("answer", None)) is not None:
+            # Filled in for this ticket, in its language, like the list the box offers.
+            text = next(filled for a, filled in state.answers if a.id == answer.id)
+            state = replace(state, text=text, answer_id=answer.id)
+        state = replace(state, **changes)
+        return {"replybox": replace(state, count=count(state.text))}
 
     # The state of the box
 
@@ -268,62 +286,10 @@ class ReplyBox:
 
     # Pages
 
-    async def _page(
-        self,
-        request: web.Request,
-        signed_in: SignedIn,
-        *,
-        status: int = 200,
-        error: str | None = None,
-        notice: str | None = None,
-        **changes: Any,
-    ) -> web.Response:
-        """The ticket page, with the reply box's form as ``changes`` say (a kept text, an
-        answer filled in, the channel chosen)."""
-        reference = request.match_info["reference"]
-        async with self.inbox.db.session() as session:
-            try:
-                detail = await tickets.ticket_detail(
-                    session, signed_in.staff, self.inbox.departments, reference
-                )
-            except NotFoundError:
-                raise _not_found() from None
-            values: dict[str, Any] = {}
-            for part in self.inbox.parts:
-                values.update(await part.ticket_context(session, signed_in, detail))
-        state: ReplyBoxState = values["replybox"]
-        chosen = changes.pop("chosen", None)
-        if chosen is not None and any(c.channel == chosen and c.available for c in state.choices):
-            state = replace(state, chosen=chosen)
-        if (answer := changes.pop("answer", None)) is not None:
-            # Filled in for this ticket, in its language, like the list the box offers.
-            text = next(filled for a, filled in state.answers if a.id == answer.id)
-            state = replace(state, text=text, answer_id=answer.id)
-        state = replace(state, **changes)
-        values["replybox"] = replace(state, count=count(state.text))
-        return self.inbox.render(
-            request,
-            "web/ticket.html",
-            signed_in=signed_in,
-            status=status,
-            ticket=detail,
-            **{**values, "error": error, "notice": notice},
-        )
-
     async def reply_page(self, request: web.Request, signed_in: SignedIn) -> web.Response:
-        """The ticket page with a canned answer filled in (``?answer=``), a channel chosen
-        (``?channel=``), or the notice after an action (``?done=``)."""
-        t = texts(self.inbox._lang(request))
-        query = request.query
-        done = query.get("done", "")
-        return await self._page(
-            request,
-            signed_in,
-            notice=t[f"replybox_done_{done}"] if done in DONE else None,
-            chosen=_channel(query.get("channel")),
-            answer=self.answers.get(query.get("answer", "")),
-            done=done if done in DONE else "",
-        )
+        """The ticket page with a canned answer filled in (``?answer=``) or a channel chosen
+        (``?channel=``): the canned-answer form's address when JavaScript is off."""
+        return await self.inbox.ticket_page(request, signed_in)
 
     async def send_reply(self, request: web.Request, signed_in: SignedIn) -> web.StreamResponse:
         """Queue the answer (with its files, resolving if asked), then back to the ticket."""
@@ -338,7 +304,8 @@ class ReplyBox:
             kept["chosen"] = wanted
 
         async def again(error: str, status: int = 422) -> web.Response:
-            return await self._page(request, signed_in, status=status, error=error, **kept)
+            request[KEPT] = kept
+            return await self.inbox.ticket_page(request, signed_in, status=status, error=error)
 
         if not text.strip():
             return await again(t["replybox_error_empty"])
@@ -356,7 +323,7 @@ class ReplyBox:
                     request.match_info["reference"],
                 )
             except NotFoundError:
-                raise _not_found() from None
+                raise self.inbox.not_found() from None
             state = await self._state(session, signed_in, detail)
         # No choice sent: the ticket's own channel; one that is not a channel: refused.
         choice = next(
@@ -387,11 +354,11 @@ class ReplyBox:
                     followup=self.inbox.context.followup,
                 )
             except NotFoundError:
-                raise _not_found() from None
+                raise self.inbox.not_found() from None
             except ApiError as exc:
                 return await again(_api_problem(exc, t), exc.status)
         done = "resolved" if resolve else "sent"
-        raise web.HTTPSeeOther(_back(state.reference, done))
+        raise self.inbox.after_post(f"/tickets/{state.reference}", t[f"replybox_done_{done}"])
 
     async def add_note(self, request: web.Request, signed_in: SignedIn) -> web.StreamResponse:
         """Keep an internal note on the ticket; it is never sent to the citizen."""
@@ -403,17 +370,16 @@ class ReplyBox:
         except ValidationError:
             body = None
         if body is None or len(note) > MAX_TEXT:
+            request[KEPT] = {"note": note, "error_in": "note"}
             error = t["replybox_error_note"].format(limit=MAX_TEXT)
-            return await self._page(
-                request, signed_in, status=422, error=error, note=note, error_in="note"
-            )
+            return await self.inbox.ticket_page(request, signed_in, status=422, error=error)
         reference = request.match_info["reference"]
         async with self.inbox.db.session() as session:
             try:
                 await tickets.add_note(session, signed_in.staff, reference, body)
             except NotFoundError:
-                raise _not_found() from None
-        raise web.HTTPSeeOther(_back(reference, "note"))
+                raise self.inbox.not_found() from None
+        raise self.inbox.after_post(f"/tickets/{reference}", t["replybox_done_note"])
 
     async def sms_parts(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         """Characters and SMS parts of the text typed so far (the rule is ``sms_segments``)."""
@@ -523,13 +489,3 @@ def _api_problem(exc: ApiError, t: Mapping[str, str]) -> str:
     }
     key = known.get(exc.code)
     return t[key] if key else f"{t['replybox_error_other']} ({exc.message})"
-
-
-def _back(reference: str, done: str) -> str:
-    return f"/tickets/{reference}/reply?{urlencode({'done': done})}#replybox"
-
-
-def _not_found() -> web.HTTPNotFound:
-    return web.HTTPNotFound(
-        text="no such ticket", content_type="text/plain", headers=SECURITY_HEADERS
-    )

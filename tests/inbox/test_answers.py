@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from inbox.answers import (
-    AnswersError,
-    CannedAnswers,
-    compile_answers,
-    load_answers,
-    placeholder_values,
-)
+from inbox.answers import AnswersError, CannedAnswers, compile_answers, placeholder_values
 from meldpunt.cli import main
+from meldpunt.config import load_answers
 from meldpunt.yamlsource import load_yaml_text
 from tests.conftest import free_port
 from tests.service import SAMPLE, sample_config
@@ -164,7 +159,7 @@ def test_check_config_reports_a_broken_answers_file(
     (config.folder / "answers.yaml").write_text(BROKEN, encoding="utf-8")
     assert main(["--config", str(config.config_file), "check-config"]) == 1
     error = capsys.readouterr().err
-    assert "the canned answers have errors:" in error
+    assert "the configuration has errors:" in error
     where = config.folder / "answers.yaml"
     assert f"{where}:5: answers.0.text.nl: unknown placeholder {{naam}}" in error
     (config.folder / "answers.yaml").unlink()

@@ -569,6 +569,7 @@ async def test_reply_with_files_stores_them_on_the_outbound_message(
             "size": len(PDF),
             "sha256": pdf_sha,
             "removed_reason": None,
+            "content_id": None,
         },
         {
             "filename": "foto stoep.jpg",
@@ -576,14 +577,16 @@ async def test_reply_with_files_stores_them_on_the_outbound_message(
             "size": len(PHOTO),
             "sha256": photo_sha,
             "removed_reason": None,
+            "content_id": None,
         },
     ]
-    assert message["attachments"] == expected
+    assert [{k: v for k, v in a.items() if k != "id"} for a in message["attachments"]] == expected
 
     rows = await _rows(database, AttachmentRow)
     assert [(r.message_id, r.filename, r.sha256) for r in sorted(rows, key=lambda r: r.id)] == [
         (message["id"], f["filename"], f["sha256"]) for f in expected
     ]
+    assert [a["id"] for a in message["attachments"]] == sorted(r.id for r in rows)
     assert await files.get(pdf_sha) == PDF
     assert await files.get(photo_sha) == PHOTO
     [box] = await _rows(database, OutboxRow)
@@ -593,7 +596,7 @@ async def test_reply_with_files_stores_them_on_the_outbound_message(
     _, detail = await api.get(f"/tickets/{ticket.reference}", "agent")
     inbound, outbound = detail["messages"]
     assert inbound["attachments"] == []
-    assert outbound["attachments"] == expected
+    assert outbound["attachments"] == message["attachments"]
 
 
 async def test_a_file_larger_than_a_plain_body_may_be_is_accepted(

@@ -8,6 +8,7 @@ reaches beyond their departments.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TypeVar
 
@@ -18,7 +19,8 @@ from sqlmodel import SQLModel, col
 from inbox import work
 from inbox.auth import Staff
 from inbox.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
-from ingest.model import Kind, Priority
+from ingest.model import Channel, InboundMessage, Kind, Priority, ThreadHints
+from ingest.pipeline import Intake, IntakePolicy
 from store.db import Database
 from store.models import (
     AttachmentRow,
@@ -34,11 +36,14 @@ from store.models import (
     utcnow,
 )
 from store.users import create_user
+from tests.conftest import Clock
 from tests.inbox.conftest import Api, MakeTicket, Seeded
+from tests.messages import inbound, sample_rules
 
 M = TypeVar("M", bound=SQLModel)
 
 DEPARTMENTS = {"technical": "Technische dienst", "environment": "Milieu en afval"}
+AN = "an@example.be"
 
 
 async def staff(database: Database, email: str, role: str, departments: list[str]) -> Staff:
@@ -529,3 +534,102 @@ async def test_the_api_merges_contacts_for_agents_only_within_their_departments(
         f"/contacts/{waste.contact_id}/merge", {"contact_id": lamp.contact_id}, "operator"
     )
     assert status == 200 and len(body["tickets"]) == 3
+
+
+# Intake after a merge: the citizen still quotes the duplicate's reference
+
+
+@pytest.fixture
+async def intake(database: Database, clock: Clock) -> AsyncIterator[Intake]:
+    rules = sample_rules()
+    service = Intake(database.engine, lambda: rules, IntakePolicy(reference_prefix="MP"), clock)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def reported(intake: Intake, message: InboundMessage) -> str:
+    result = await intake.submit(message)
+    assert result.ticket_reference is not None
+    return result.ticket_reference
+
+
+async def merge(database: Database, admin: Staff, source: str, target: str) -> None:
+    async with database.session() as session:
+        await work.merge_tickets(session, admin, DEPARTMENTS, source, target)
+
+
+async def test_a_message_quoting_a_merged_tickets_reference_continues_on_the_keeper(
+    database: Database, intake: Intake, admin: Staff, clock: Clock
+) -> None:
+    keeper = await reported(intake, inbound("De straatlamp aan nummer 12 is stuk.", email=AN))
+    duplicate = await reported(intake, inbound("Lamp 12 in de Kerkstraat brandt niet.", email=AN))
+    assert keeper != duplicate
+    await merge(database, admin, duplicate, keeper)
+    tickets_before = len(await all_of(database, Ticket))
+
+    # The web form's "your reference" field, and a mail quoting it (typed in lower case).
+    by_form = await intake.submit(
+        inbound("Nog altijd donker.", email=AN, hints=ThreadHints(reference=duplicate))
+    )
+    by_mail = await intake.submit(
+        inbound(
+            "Hier is een foto.",
+            channel=Channel.EMAIL,
+            email=AN,
+            kind=None,
+            subject="Re: uw melding",
+            hints=ThreadHints(reference=duplicate.lower()),
+        )
+    )
+    assert (by_form.ticket_reference, by_form.new_ticket) == (keeper, False)
+    assert (by_mail.ticket_reference, by_mail.new_ticket) == (keeper, False)
+    assert len(await all_of(database, Ticket)) == tickets_before
+    kept = await ticket(database, keeper)
+    texts = [m.text for m in await all_of(database, Message, col(Message.ticket_id) == kept.id)]
+    assert texts[-2:] == ["Nog altijd donker.", "Hier is een foto."]
+    merged_away = await ticket(database, duplicate)
+    assert merged_away.status == "closed"
+    assert (await event_types(database, merged_away.id or 0))[-1] == "merged_into"
+
+    # The keeper was resolved a moment ago: quoting the duplicate reopens the keeper.
+    async with database.session() as session:
+        row = await session.get_one(Ticket, kept.id)
+        row.status, row.resolved_at = "resolved", clock()
+    again = await intake.submit(
+        inbound("Hij brandt weer niet!", email=AN, hints=ThreadHints(reference=duplicate))
+    )
+    assert (again.ticket_reference, again.new_ticket) == (keeper, False)
+    assert (await ticket(database, keeper)).status == "open"
+
+    # Someone else quoting the duplicate's reference still gets a ticket of their own.
+    stranger = await intake.submit(
+        inbound("Zelfde lamp.", email="jan@example.be", hints=ThreadHints(reference=duplicate))
+    )
+    assert stranger.new_ticket and stranger.ticket_reference not in (keeper, duplicate)
+
+
+async def test_a_chain_of_merges_is_followed_to_its_end_and_its_rules(
+    database: Database, intake: Intake, admin: Staff
+) -> None:
+    first = await reported(intake, inbound("Afval naast de glasbak.", email=AN))
+    second = await reported(intake, inbound("Vuilniszakken aan de glasbak.", email=AN))
+    last = await reported(intake, inbound("Weer afval bij de glasbak.", email=AN))
+    await merge(database, admin, first, second)
+    await merge(database, admin, second, last)
+
+    followed = await intake.submit(
+        inbound("Het ligt er nog.", email=AN, hints=ThreadHints(reference=first))
+    )
+    assert (followed.ticket_reference, followed.new_ticket) == (last, False)
+
+    # The end of the chain is closed for good: a new ticket opens, following it (not the first).
+    async with database.session() as session:
+        row = (await session.scalars(sa.select(Ticket).where(col(Ticket.reference) == last))).one()
+        row.status = "closed"
+    later = await intake.submit(
+        inbound("En nu nog altijd.", email=AN, hints=ThreadHints(reference=first))
+    )
+    assert later.new_ticket and later.ticket_reference not in (first, second, last)
+    new = await ticket(database, later.ticket_reference or "")
+    assert new.follows_id == (await ticket(database, last)).id

@@ -8,6 +8,7 @@ message as an older version might have left it: the page must clean it again.
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import timedelta
 from urllib.parse import quote
@@ -16,10 +17,12 @@ import aiohttp
 import sqlalchemy as sa
 from sqlmodel import col
 
+from connectors.email.connector import EmailConnector
 from inbox import tickets
 from inbox.auth import Staff
 from inbox.schemas import TransferRequest
 from inbox.web.conversation import sanitise_html
+from ingest.model import Channel
 from meldpunt.app import RUNTIME
 from store.models import AttachmentRow, Message, OutboxRow, Ticket, TicketEvent, User, utcnow
 from tests.inbox.web.conftest import Town, Visitor, street_lamp_photo, submit_mail
@@ -430,3 +433,111 @@ async def test_delivery_states_and_history_in_plain_words(town: Town) -> None:
     await staff.get(f"/tickets/{reference}?lang=en")
     assert '<span class="conv-delivery conv-delivery-failed">failed</span>' in staff.html
     assert "Ticket created" in staff.html
+
+
+# Apple Mail puts a photo in the text where the citizen pasted it: a multipart/related part
+# whose Content-ID is a UUID, not the file name.
+APPLE_CID = "9F2B7C1E-4D3A-4B5C-8E6F-7A8B9C0D1E2F"
+
+
+def apple_mail_with_inline_photo(photo: bytes) -> bytes:
+    encoded = base64.b64encode(photo).decode()
+    wrapped = "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    return f"""From: Lotte Claes <lotte.claes@example.com>
+Content-Type: multipart/alternative;
+\tboundary="Apple-Mail=_0A1B2C3D-4E5F-4061-8293-A4B5C6D7E8F9"
+Mime-Version: 1.0 (Mac OS X Mail 16.0 \\(3826.200.121\\))
+Subject: Lamp kapot in de Kerkstraat
+Date: Mon, 16 Nov 2026 09:41:12 +0100
+Message-Id: <1D2C3B4A-5F6E-4788-99AA-BBCCDDEEFF00@example.com>
+To: contactpunt@wingene.example
+
+--Apple-Mail=_0A1B2C3D-4E5F-4061-8293-A4B5C6D7E8F9
+Content-Transfer-Encoding: 7bit
+Content-Type: text/plain;
+\tcharset=us-ascii
+
+De lamp aan nummer 12 brandt niet. Zie de foto:
+
+Lotte
+--Apple-Mail=_0A1B2C3D-4E5F-4061-8293-A4B5C6D7E8F9
+Content-Type: multipart/related;
+\ttype="text/html";
+\tboundary="Apple-Mail=_5A6B7C8D-9E0F-4112-A3B4-C5D6E7F8091A"
+
+--Apple-Mail=_5A6B7C8D-9E0F-4112-A3B4-C5D6E7F8091A
+Content-Transfer-Encoding: 7bit
+Content-Type: text/html;
+\tcharset=us-ascii
+
+<html><head><meta http-equiv="Content-Type" content="text/html; charset=us-ascii"></head>\
+<body style="word-wrap: break-word;"><div>De lamp aan nummer 12 brandt niet. Zie de foto:</div>\
+<div><img apple-inline="yes" id="0B1C2D3E-4F50-4617-8293-A4B5C6D7E8F9" src="cid:{APPLE_CID}" \
+alt="de kapotte lamp" class=""></div><div>Lotte</div></body></html>
+--Apple-Mail=_5A6B7C8D-9E0F-4112-A3B4-C5D6E7F8091A
+Content-Disposition: inline;
+\tfilename=IMG_0042.png
+Content-Type: image/png;
+\tx-unix-mode=0644;
+\tname="IMG_0042.png"
+Content-Id: <{APPLE_CID}>
+Content-Transfer-Encoding: base64
+
+{wrapped}
+--Apple-Mail=_5A6B7C8D-9E0F-4112-A3B4-C5D6E7F8091A--
+
+--Apple-Mail=_0A1B2C3D-4E5F-4061-8293-A4B5C6D7E8F9--
+""".replace("\n", "\r\n").encode()
+
+
+async def test_an_inline_photo_of_a_mail_shows_in_its_text(town: Town) -> None:
+    # The sample town reads no mailbox: an e-mail connector on the service's own context takes
+    # the mail as the mailbox reader would hand it over.
+    runtime = town.client.app[RUNTIME]
+    mail = EmailConnector(runtime.connectors[Channel.WEBFORM].context)
+    await mail.deliver(apple_mail_with_inline_photo(PHOTO))
+    async with town.db.session() as session:
+        reference, file_id, content_id = (
+            await session.execute(
+                sa.select(
+                    col(Ticket.reference), col(AttachmentRow.id), col(AttachmentRow.content_id)
+                )
+                .join(Message, col(Message.ticket_id) == col(Ticket.id))
+                .join(AttachmentRow, col(AttachmentRow.message_id) == col(Message.id))
+                .where(
+                    col(Message.external_id) == "1D2C3B4A-5F6E-4788-99AA-BBCCDDEEFF00@example.com"
+                )
+            )
+        ).one()
+    assert content_id == APPLE_CID
+
+    await town.add_user("beheer@wingene.example", "operator", ())
+    staff = await town.signed_in("beheer@wingene.example")
+    assert (await staff.get(f"/tickets/{reference}")).status == 200
+    page = staff.html
+    shown = page[page.index('<div class="conv-html">') : page.index('<details class="conv-plain">')]
+    assert "Zie de foto:" in shown
+    inline = f"/tickets/{reference}/files/{file_id}?view=1"
+    assert f'<img src="{inline}" alt="de kapotte lamp" class="conv-inline">' in shown
+    assert marker_count(shown) == 0
+
+    response, body = await fetch(staff, inline)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "image/png"
+    assert body == PHOTO
+
+
+def test_an_inline_image_is_found_by_its_content_id_before_its_file_name() -> None:
+    # Outlook names a pasted image "image001.png@01DA…"; another file may be called image001.png.
+    images = {"image001.png": "/tickets/1750-000001/files/3?view=1"}
+    content_ids = {"image001.png@01da4b2c.5e6f7080": "/tickets/1750-000001/files/4?view=1"}
+    cleaned = sanitise_html(
+        '<img src="cid:image001.png@01DA4B2C.5E6F7080"><img src="cid:image001.png@01DA0000.1">',
+        images,
+        MARKER,
+        content_ids,
+    )
+    assert str(cleaned) == (
+        '<img src="/tickets/1750-000001/files/4?view=1" alt="" class="conv-inline">'
+        '<img src="/tickets/1750-000001/files/3?view=1" alt="" class="conv-inline">'
+    )
