@@ -2,12 +2,14 @@
 
 Starts a real ``meldpunt serve`` (Twilio configured, nothing to send with, so acknowledgements
 wait in the outbox) and a bare aiohttp handler that only parses the form, each as a process of
-its own, and drives both with the same load generator, then checks that every acknowledged
-webhook was stored.
+its own, and drives both with the same load generator for the most each can take. Then it
+offers both the same fixed rate, half of what meldpunt took, open-loop (requests start on their
+schedule whether or not earlier ones were answered; see ``bench.intake.open_loop``) for p50/p99
+at that load, and checks that every acknowledged webhook was stored.
 
     python bench/messaging.py               # SQLite, synchronous=FULL (the embedded default)
     python bench/messaging.py --database postgresql://postgres@127.0.0.1:15432/bench
-    python bench/messaging.py --seconds 20 --connections 128
+    python bench/messaging.py --seconds 20 --connections 128 --rate 400
 
 Why not wrk, as ``bench/intake.py`` uses: every webhook needs its own ``X-Twilio-Signature``
 (HMAC-SHA1 over the URL and the fields) and its own ``MessageSid`` (a repeated one is dropped
@@ -22,15 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -39,7 +40,22 @@ from twilio.request_validator import RequestValidator
 
 # Run as a script, this folder is on the path, not the repository with the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.intake import free_port, stop, wait_ready
+from bench.intake import (
+    Row,
+    bench_config,
+    count_rows,
+    fixed_rows,
+    free_port,
+    goal_ratio,
+    migrate,
+    open_loop,
+    print_rows,
+    start_meldpunt,
+    stop,
+    wait_listening,
+    wait_ready,
+)
+from bench.machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_URL = "https://meldpunt.bench.example"
@@ -137,35 +153,43 @@ async def drive(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=60_000, help="signed bodies per server")
-    parser.add_argument("--database", help="database URL (default: a fresh SQLite file)")
-    args = parser.parse_args()
+def signed_headers(requests: list[tuple[bytes, str]]) -> list[tuple[bytes, dict[str, str]]]:
+    return [
+        (body, {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
+        for body, sig in requests
+    ]
 
+
+def messaging_rows(
+    db_url: str | None, seconds: float, connections: int, count: int, rate: float | None
+) -> list[Row]:
+    """Capacity of the bare handler and of meldpunt, then both at one fixed rate (open loop)."""
     work = Path(tempfile.mkdtemp(prefix="meldpunt-bench-messaging-"))
+    try:
+        return _messaging_rows(work, db_url, seconds, connections, count, rate)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _messaging_rows(
+    work: Path, db_url: str | None, seconds: float, connections: int, count: int,
+    rate: float | None,
+) -> list[Row]:  # fmt: skip
     (work / "bare.py").write_text(BARE_SERVER)
-    shutil.copytree(ROOT / "config", work / "config")
-    main_yaml = work / "config" / "meldpunt.yaml"
-    main_yaml.write_text(
-        main_yaml.read_text().replace("data_dir: var", f"data_dir: {work / 'var'}")
-    )
-    db_url = args.database or f"sqlite:///{work / 'bench.db'}"
-    env = {
-        **os.environ,
-        "MELDPUNT_DATABASE_URL": db_url,
+    db_url = db_url or f"sqlite:///{work / 'bench.db'}"
+    backend = "PostgreSQL" if db_url.startswith("postgres") else "SQLite FULL"
+    main_yaml, env = bench_config(work, db_url, {
         "MELDPUNT_PUBLIC_URL": PUBLIC_URL,
-        "MELDPUNT_LOG_LEVEL": "warning",
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-    }
+    })  # fmt: skip
     # No number to send from: acknowledgements are queued (and stored) but not sent.
     for name in ("TWILIO_SMS_NUMBER", "TWILIO_WHATSAPP_SENDER", "TWILIO_API_BASE"):
         env.pop(name, None)
+    if backend == "PostgreSQL":
+        migrate(main_yaml, env)
+    inbound = "SELECT count(*) FROM messages WHERE direction = 'in'"
+    before = count_rows(db_url, inbound) if backend == "PostgreSQL" else 0
     try:
         import uvloop
 
@@ -173,64 +197,63 @@ def main() -> None:
     except ImportError:
         pass
 
-    print(f"signing {2 * args.requests} webhooks ...", flush=True)
-    bare_requests = signed_requests(args.requests, 0)
-    meldpunt_requests = signed_requests(args.requests, args.requests)
-
-    results: dict[str, dict[str, float]] = {}
-    port = free_port()
-    bare = subprocess.Popen([sys.executable, str(work / "bare.py"), str(port)])
+    print(f"signing {2 * count} webhooks ...", flush=True)
+    bare_requests = signed_requests(count, 0)
+    meldpunt_requests = signed_requests(count, count)
+    bare_port, port = free_port(), free_port()
+    bare = subprocess.Popen([sys.executable, str(work / "bare.py"), str(bare_port)])
+    server = start_meldpunt(main_yaml, env, port)
     try:
-        wait_ready(port, bare)
-        results["bare aiohttp handler (form parse, no signature, no storage)"] = asyncio.run(
-            drive(port, bare_requests, args.seconds, args.connections)
-        )
-    finally:
-        stop(bare)
-
-    if db_url.startswith("postgresql"):
-        subprocess.run(
-            [sys.executable, "-m", "meldpunt", "--config", str(main_yaml), "migrate"],
-            env=env,
-            check=True,
-        )
-    port = free_port()
-    serve = ["serve", "--port", str(port)]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "meldpunt", "--config", str(main_yaml), *serve],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        wait_ready(port, server)
-        backend = "PostgreSQL" if db_url.startswith("postgresql") else "SQLite FULL"
-        results[f"meldpunt signed SMS webhook to ticket ({backend})"] = asyncio.run(
-            drive(port, meldpunt_requests, args.seconds, args.connections)
+        wait_ready(bare_port, bare)
+        wait_listening(server)
+        bare_max = asyncio.run(drive(bare_port, bare_requests, seconds, connections))
+        mp_max = asyncio.run(drive(port, meldpunt_requests, seconds, connections))
+        offered = rate or max(10.0, round(mp_max["rps"] / 2))
+        fixed = int(offered * seconds)
+        # Bodies the capacity runs did not use: each MessageSid must be new to meldpunt.
+        unused = meldpunt_requests[int(mp_max["total"]) :][:fixed]
+        if len(unused) < fixed:
+            unused = signed_requests(fixed, 2 * count)
+        url = f"http://127.0.0.1:{{}}{PATH}"
+        mp_fixed = asyncio.run(open_loop(url.format(port), signed_headers(unused), offered))
+        bare_fixed = asyncio.run(
+            open_loop(url.format(bare_port), signed_headers(bare_requests[:fixed]), offered)
         )
     finally:
         stop(server)
+        stop(bare)
 
-    print(f"\n{args.connections} connections, {args.seconds:g} s each, ~550 B form body\n")
-    print(f"{'path':62} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8}")
-    for name, r in results.items():
-        bad = int(r["total"] - r["ok"])
-        print(f"{name:62} {r['rps']:8.0f} {r['p50']:8.1f} {r['p99']:8.1f} {bad:8d}")
-    bare_r, mp_r = results.values()
-    print(f"\nratio meldpunt / bare handler: {mp_r['rps'] / bare_r['rps']:.2f}")
-    for name, r in results.items():
-        if r["total"] >= args.requests:
-            print(f"note: {name}: all {args.requests} bodies used before the time was up")
+    stored = count_rows(db_url, inbound) - before
+    acknowledged = int(mp_max["ok"] + mp_fixed["ok"])
+    ratio = mp_max["rps"] / bare_max["rps"]
+    used_up = [r for r in (bare_max, mp_max) if r["total"] >= count]
+    note = f" (all {count} bodies used before the time was up)" if used_up else ""
+    return [
+        Row(f"bare aiohttp handler, form parse, no signature, no storage (Python generator, "
+            f"{connections} connections){note}", bare_max["rps"], "req", bare_max["p50"],
+            bare_max["p99"], ratio="1"),
+        Row(f"meldpunt signed SMS webhook to ticket, {backend} (Python generator)",
+            mp_max["rps"], "msg", mp_max["p50"], mp_max["p99"], ratio=f"{ratio:.2f}",
+            goal=goal_ratio(ratio)),
+        *fixed_rows("signed SMS webhook", backend, offered, bare_fixed, mp_fixed),
+        Row(f"  SMS: acknowledged {acknowledged}, stored {stored} inbound messages"
+            + ("" if stored >= acknowledged else "  <-- LOST MESSAGES")),
+    ]  # fmt: skip
 
-    if db_url.startswith("sqlite"):
-        with sqlite3.connect(work / "bench.db") as conn:
-            stored = conn.execute("SELECT count(*) FROM messages WHERE direction = 'in'")
-            count = stored.fetchone()[0]
-        acknowledged = int(mp_r["ok"])
-        print(
-            f"acknowledged {acknowledged}, stored {count} messages"
-            + ("" if count >= acknowledged else "  <-- LOST MESSAGES")
-        )
-    shutil.rmtree(work, ignore_errors=True)
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=60_000, help="signed bodies per server")
+    parser.add_argument("--rate", type=float, help="fixed offered rate (default: half of max)")
+    parser.add_argument("--database", help="database URL (default: a fresh SQLite file)")
+    args = parser.parse_args(argv)
+    rows = messaging_rows(args.database, args.seconds, args.connections, args.requests, args.rate)
+    print(f"\n{machine()}; {args.seconds:g} s a run, ~550 B form body\n")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

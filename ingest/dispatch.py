@@ -1,10 +1,20 @@
 """The dispatcher: hands outbox rows to their channel's connector, retries, never sends twice.
 
-A row is claimed (``sending``, committed) before the provider is called, and settled after. If the
-process dies in between, nobody knows whether the provider got it: such a row turns ``uncertain``
-after the send time-out, for staff to look at, instead of being sent a second time. Rows for a
-channel that has no working connector stay ``pending`` with a reason that says so; they go out once
-the channel is configured.
+A pass claims up to ``batch`` due rows (``sending``, committed, ``SKIP LOCKED`` so no two workers
+take the same row) and sends them one by one. Just before its own provider call a row's attempt is
+marked started (``attempt_started_at``, one small commit); it is settled after. If the process
+dies, nobody knows whether the provider got a row whose call had started: it turns ``uncertain``
+after twice the send time-out, for staff to look at, instead of being sent a second time. Rows of
+the batch whose call had not started go back to ``pending`` at that moment and are sent as usual.
+
+A send that fails by a time-out may have reached the provider too (the request went out, the
+answer did not come back), so it also turns ``uncertain`` rather than being retried. The exception
+is a time-out while connecting: nothing was sent, so it is retried like a refused connection.
+Connectors wrap their client library's error in a ``SendError``; the dispatcher reads the chain
+of causes (see ``maybe_delivered``). Every other failure is retried with back-off.
+
+Rows for a channel that has no working connector stay ``pending`` with a reason that says so;
+they go out once the channel is configured.
 
 A channel that only takes free-form answers shortly after the citizen last wrote (WhatsApp's
 24-hour window) is told when that was; when the connector says the window is closed, the row
@@ -99,6 +109,49 @@ class DispatchPolicy:
     batch: int = 50
 
 
+# Client-library errors that mean no connection was ever made, so no request can have gone out.
+# Matched by class name (and base class names), so ingest needs none of those libraries.
+_NEVER_CONNECTED = frozenset(
+    {
+        "ClientConnectorError",  # aiohttp: refused, unreachable, DNS, TLS handshake
+        "ConnectionTimeoutError",  # aiohttp: connecting took too long
+        "SMTPConnectError",  # aiosmtplib (also its SMTPConnectTimeoutError)
+        "ConnectError",  # httpx, under python-telegram-bot's NetworkError
+        "ConnectTimeout",  # httpx, under python-telegram-bot's TimedOut
+        "PoolTimeout",  # httpx: no free connection to send on
+    }
+)
+# python-telegram-bot's time-out is no ``TimeoutError``.
+_TIMEOUT_NAMES = frozenset({"TimedOut"})
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from (or while handling), outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def maybe_delivered(exc: BaseException) -> bool:
+    """Whether a failed send may still have reached the provider: it timed out after connecting.
+
+    A time-out anywhere in the chain of causes counts (the dispatcher's own send time-out, a
+    connector's, or its client library's), unless the chain shows the connection itself was
+    never made (refused, or timed out while connecting). Such a send is not retried blindly.
+    """
+    chain = _causes(exc)
+    if any(
+        isinstance(e, ConnectionRefusedError)
+        or any(k.__name__ in _NEVER_CONNECTED for k in type(e).__mro__)
+        for e in chain
+    ):
+        return False
+    return any(isinstance(e, TimeoutError) or type(e).__name__ in _TIMEOUT_NAMES for e in chain)
+
+
 def no_connector_reason(channel: str) -> str:
     return (
         f"no connector is configured for the {channel} channel yet; "
@@ -161,40 +214,68 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One pass: settle stale claims, explain waiting rows, send what is due. Returns sends."""
         now = self._clock()
-        await self._mark_uncertain(now)
+        await self._settle_interrupted(now)
         await self._explain_waiting()
         claimed = await self._claim(now)
         for row in claimed:
             await self._send(row)
         return len(claimed)
 
-    async def _mark_uncertain(self, now: datetime) -> None:
+    async def _settle_interrupted(self, now: datetime) -> None:
+        """Settle rows a stopped worker left ``sending``, once twice the send time-out passed.
+
+        A row whose provider call had started may have arrived: ``uncertain``. A row that was
+        only claimed never left: ``pending`` again. A live worker that is that slow to reach a
+        claimed row finds it taken back and skips it (``_start_attempt``).
+        """
         stale = now - timedelta(seconds=self._policy.send_timeout_seconds * 2)
         reason = (
             "sending was interrupted (the service stopped while the provider was called); "
             "it may or may not have arrived, so it is not sent again automatically"
         )
         async with self._engine.begin() as conn:
-            ids = (
-                await conn.execute(
-                    sa.select(OUTBOX.c.id, OUTBOX.c.message_id).where(
-                        OUTBOX.c.state == SENDING, OUTBOX.c.claimed_at < stale
+            uncertain = (
+                (
+                    await conn.execute(
+                        sa.update(OUTBOX)
+                        .where(
+                            OUTBOX.c.state == SENDING,
+                            OUTBOX.c.attempt_started_at.is_not(None),
+                            OUTBOX.c.attempt_started_at < stale,
+                        )
+                        .values(state=UNCERTAIN, reason=reason)
+                        .returning(OUTBOX.c.message_id)
                     )
                 )
-            ).all()
-            if not ids:
-                return
-            await conn.execute(
-                sa.update(OUTBOX)
-                .where(OUTBOX.c.id.in_([i for i, _ in ids]), OUTBOX.c.state == SENDING)
-                .values(state=UNCERTAIN, reason=reason)
+                .scalars()
+                .all()
             )
-            await conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.id.in_([m for _, m in ids]))
-                .values(delivery_status=UNCERTAIN)
+            if uncertain:
+                await conn.execute(
+                    sa.update(MESSAGES)
+                    .where(MESSAGES.c.id.in_(uncertain))
+                    .values(delivery_status=UNCERTAIN)
+                )
+            released = (
+                (
+                    await conn.execute(
+                        sa.update(OUTBOX)
+                        .where(
+                            OUTBOX.c.state == SENDING,
+                            OUTBOX.c.attempt_started_at.is_(None),
+                            OUTBOX.c.claimed_at < stale,
+                        )
+                        .values(state=PENDING, claimed_at=None)
+                        .returning(OUTBOX.c.id)
+                    )
+                )
+                .scalars()
+                .all()
             )
-        log.warning("outbox rows marked uncertain", count=len(ids))
+        if uncertain:
+            log.warning("outbox rows marked uncertain", count=len(uncertain))
+        if released:
+            log.info("claimed outbox rows never sent, pending again", count=len(released))
 
     async def _explain_waiting(self) -> None:
         configured = [c.value for c in self._senders]
@@ -247,17 +328,11 @@ class Dispatcher:
             )
             if not due:
                 return []
+            # Only claimed: the attempt (and the message's "sending") starts just before its call.
             await conn.execute(
                 sa.update(OUTBOX)
                 .where(OUTBOX.c.id.in_(due), OUTBOX.c.state == PENDING)
-                .values(state=SENDING, claimed_at=now, attempts=OUTBOX.c.attempts + 1)
-            )
-            await conn.execute(
-                sa.update(MESSAGES)
-                .where(
-                    MESSAGES.c.id.in_(sa.select(OUTBOX.c.message_id).where(OUTBOX.c.id.in_(due)))
-                )
-                .values(delivery_status=SENDING)
+                .values(state=SENDING, claimed_at=now, attempt_started_at=None)
             )
             rows = (
                 await conn.execute(
@@ -272,6 +347,7 @@ class Dispatcher:
     async def _send(self, row: sa.Row[tuple[object, ...]]) -> None:
         r = row._mapping
         channel = Channel(str(r["channel"]))
+        attempts = int(r["attempts"]) + 1
         try:
             in_reply_to, references = (
                 ((), ())
@@ -285,7 +361,7 @@ class Dispatcher:
                 if await self._park_behind_waiting(r, channel):
                     return
         except Exception as exc:
-            await self._failed(r, exc)
+            await self._failed(r, exc, attempts)
             return
         message = OutboundMessage(
             outbox_id=int(r["id"]),
@@ -302,14 +378,18 @@ class Dispatcher:
             last_inbound_at=last_inbound_at,
             choices=tuple(r["choices"] or ()),
         )
+        if not await self._start_attempt(r):
+            return
         try:
             async with asyncio.timeout(self._policy.send_timeout_seconds):
                 result = await self._senders[channel].send(message)
         except Exception as exc:
             if (closed := _window_closed(exc)) is not None:
                 await self._reroute_or_wait(r, channel, closed)
+            elif maybe_delivered(exc):
+                await self._uncertain(r, exc)
             else:
-                await self._failed(r, exc)
+                await self._failed(r, exc, attempts)
             return
         now = self._clock()
         reason = r["reason"] if r["reason"] and _REROUTED in str(r["reason"]) else None
@@ -325,6 +405,33 @@ class Dispatcher:
                 .values(delivery_status=result.status.value, external_id=result.provider_id)
             )
         DISPATCHED.labels(channel.value, "sent").inc()
+
+    async def _start_attempt(self, r: sa.RowMapping) -> bool:
+        """Record that this row's provider call starts now; False when the claim was lost.
+
+        Committed before the call, so after a crash only this row can be in doubt, not the
+        rest of the batch. The claim is lost when the row waited so long in a slow batch that
+        ``_settle_interrupted`` gave it back (and maybe another worker took it): skip it then.
+        """
+        async with self._engine.begin() as conn:
+            started = await conn.execute(
+                sa.update(OUTBOX)
+                .where(
+                    OUTBOX.c.id == r["id"],
+                    OUTBOX.c.state == SENDING,
+                    OUTBOX.c.claimed_at == r["claimed_at"],
+                    OUTBOX.c.attempt_started_at.is_(None),
+                )
+                .values(attempt_started_at=self._clock(), attempts=OUTBOX.c.attempts + 1)
+            )
+            if started.rowcount != 1:
+                return False
+            await conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.id == r["message_id"])
+                .values(delivery_status=SENDING)
+            )
+        return True
 
     async def _thread_of(
         self, ticket_id: int, channel: Channel
@@ -396,9 +503,17 @@ class Dispatcher:
                 f"waiting for the citizen to write on {channel_name(channel)}, "
                 "like the answer queued before it"
             )
-            await conn.execute(
-                sa.update(OUTBOX).where(OUTBOX.c.id == r["id"]).values(state=WAITING, reason=reason)
+            parked = await conn.execute(
+                sa.update(OUTBOX)
+                .where(
+                    OUTBOX.c.id == r["id"],
+                    OUTBOX.c.state == SENDING,
+                    OUTBOX.c.claimed_at == r["claimed_at"],
+                )
+                .values(state=WAITING, reason=reason)
             )
+            if parked.rowcount != 1:
+                return True  # the claim was given back meanwhile: not this worker's row now
             await conn.execute(
                 sa.update(MESSAGES)
                 .where(MESSAGES.c.id == r["message_id"])
@@ -517,20 +632,40 @@ class Dispatcher:
             for filename, content_type, size, digest in rows
         )
 
-    async def _failed(self, r: sa.RowMapping, exc: Exception) -> None:
-        attempts = int(r["attempts"])
+    async def _uncertain(self, r: sa.RowMapping, exc: Exception) -> None:
+        """A send that timed out once the request may have gone out: not retried blindly."""
+        error = _describe(exc)
+        reason = (
+            f"the provider did not answer in time ({error}); the message may or may not have "
+            "arrived, so it is not sent again automatically"
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(OUTBOX)
+                .where(OUTBOX.c.id == r["id"])
+                .values(state=UNCERTAIN, reason=reason[:2000])
+            )
+            await conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.id == r["message_id"])
+                .values(delivery_status=UNCERTAIN)
+            )
+        DISPATCHED.labels(r["channel"], "uncertain").inc()
+        log.warning("send timed out, delivery uncertain", outbox_id=r["id"], channel=r["channel"])
+
+    async def _failed(self, r: sa.RowMapping, exc: Exception, attempts: int) -> None:
         permanent = bool(getattr(exc, "permanent", False))
-        error = f"{type(exc).__name__}: {exc}"[:2000] if str(exc) else type(exc).__name__
+        error = _describe(exc)
         final = permanent or attempts >= self._policy.max_attempts
         now = self._clock()
-        values: dict[str, object]
+        values: dict[str, object] = {"attempts": attempts, "attempt_started_at": None}
         if final:
-            values = {"state": FAILED, "reason": f"failed after {attempts} attempt(s): {error}"}
+            values |= {"state": FAILED, "reason": f"failed after {attempts} attempt(s): {error}"}
         else:
             delay = backoff(
                 attempts, self._policy.backoff_seconds, self._policy.backoff_max_seconds
             )
-            values = {
+            values |= {
                 "state": PENDING,
                 "next_attempt_at": now + delay,
                 "reason": f"attempt {attempts} failed, retrying at {(now + delay).isoformat()}: "
@@ -547,3 +682,7 @@ class Dispatcher:
         log.warning(
             "send failed", outbox_id=r["id"], channel=r["channel"], final=final, error=error
         )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000] if str(exc) else type(exc).__name__

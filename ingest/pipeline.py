@@ -59,6 +59,7 @@ from ingest.templates import Notice
 from router.rules import Decision, RoutingInput, RuleSet
 from store.batch import insert_many, insert_rows
 from store.models import (
+    REFERENCE_SEQUENCE,
     AttachmentRow,
     Contact,
     ContactEvent,
@@ -864,6 +865,17 @@ async def _contact_for(conn: AsyncConnection, sender: ContactRef, now: datetime)
 async def _allocate_references(conn: AsyncConnection, prefix: str, count: int) -> list[str]:
     if count == 0:
         return []
+    if conn.dialect.name == "postgresql":
+        # From the sequence in one round trip, without a lock held until commit (see
+        # store.models.REFERENCE_SEQUENCE). Another process's batch may take numbers at the same
+        # moment, so this batch's need not be consecutive: sorted, they still follow arrival.
+        taken = await conn.execute(
+            sa.select(REFERENCE_SEQUENCE.next_value()).select_from(
+                sa.func.generate_series(1, count)
+            )
+        )
+        return [f"{prefix}-{n:06d}" for n in sorted(taken.scalars())]
+    # SQLite has one writer at a time anyway: the counter row costs no waiting there.
     result = await conn.execute(
         sa.update(COUNTERS)
         .where(COUNTERS.c.name == REFERENCE_COUNTER)

@@ -15,7 +15,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from html import escape as html_escape
+from typing import Literal, get_args
 
 import structlog
 from aiohttp import web
@@ -23,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 from connectors import REGISTRY
 from connectors.base import Connector, ConnectorContext
+from connectors.email.connector import EmailConnector
 from inbox.api import ApiContext, create_api
 from inbox.quarantine import RetryHook
 from inbox.survey_page import SurveyPage
@@ -42,6 +45,7 @@ from router.rules import RuleSet
 from store.chat import DatabaseChats
 from store.cursors import DatabaseCursors
 from store.db import Database
+from store.leases import Leases, hold
 from store.migrate import check_schema_current, current_revision, upgrade
 
 log = structlog.get_logger("meldpunt")
@@ -53,6 +57,17 @@ HTTP_SECONDS = Histogram("meldpunt_http_request_seconds", "HTTP request latency.
 CHANNEL_ENABLED = Gauge(
     "meldpunt_channel_enabled", "1 when a channel's connector is live.", ["channel"]
 )
+
+
+Role = Literal["all", "web", "worker"]
+"""What one process does: ``web`` answers HTTP (webhooks, forms, web chat, inbox, API) and runs
+no background loop; ``worker`` runs the background loops (dispatcher, timers, mailbox reading)
+and serves only /healthz, /readyz and /metrics; ``all`` does both (one process, the default)."""
+ROLES: tuple[Role, ...] = get_args(Role)
+
+# How long a process's claim to a mailbox lasts unless renewed (every third of it): also how long
+# the others wait to take over from a process that died.
+LEASE_SECONDS = 30.0
 
 
 class StartupError(Exception):
@@ -99,6 +114,8 @@ class Runtime:
     followup: FollowUp
     # Runs due timers; the service's loop calls it, and tests may call it themselves.
     timers: FollowUpWorker
+    leases: Leases
+    role: Role = "all"
     dispatch_task: asyncio.Task[None] | None = None
     timer_task: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -190,7 +207,14 @@ async def readyz(request: web.Request) -> web.Response:
         checks.update(connector.health())
     ready = checks["database"] == "ok" and checks["intake"] == "ok"
     return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks, "channels": channels},
+        {
+            "status": "ready" if ready else "not ready",
+            "role": runtime.role,
+            "checks": checks,
+            "channels": channels,
+            # The background jobs this process runs alone, by lease (e.g. "imap:contactpunt").
+            "leases": sorted(runtime.leases.held),
+        },
         status=200 if ready else 503,
     )
 
@@ -394,12 +418,18 @@ def create_app(
     *,
     migrate: bool | None = None,
     clock: Callable[[], datetime] | None = None,
+    role: Role = "all",
+    lease_seconds: float = LEASE_SECONDS,
 ) -> web.Application:
-    """The whole service. ``migrate`` defaults to True on SQLite (the embedded default).
+    """The whole service, or the part ``role`` names. ``migrate`` defaults to True on SQLite
+    (the embedded default).
 
     ``clock`` replaces the time of day for intake, the dispatcher and the timers (tests of
-    deadlines and surveys move it by hand).
+    deadlines and surveys move it by hand). ``lease_seconds``: how long a mailbox's lease lasts
+    unless renewed.
     """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     settings = config.settings
     db = Database(settings.database_url)
     should_migrate = migrate if migrate is not None else db.dialect == "sqlite"
@@ -430,7 +460,17 @@ def create_app(
         files,
         followup,
         FollowUpWorker(db.engine, followup, clock),
+        Leases(db.engine),
+        role,
     )
+    background = role != "web"
+    for connector in unique(connectors):
+        if isinstance(connector, EmailConnector):
+            # Several worker processes may run: each mailbox is read by the lease's holder only.
+            connector.read_mailboxes = background
+            connector.exclusive = partial(
+                hold, runtime.leases, ttl=timedelta(seconds=lease_seconds)
+            )
 
     webform = settings.channels.webform
     app = web.Application(
@@ -440,11 +480,90 @@ def create_app(
         ),
     )
     app[RUNTIME] = runtime
-    # A page to try the citizens' side (web form, web chat) on a fresh install.
-    app.router.add_get("/welcome", landing)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    if role != "worker":
+        _add_public_routes(app, runtime, clock)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if should_migrate:
+            await upgrade(db)
+            log.info("database schema up to date", revision=await current_revision(db))
+        elif not await check_schema_current(db):
+            await db.close()
+            raise StartupError(
+                "the database schema is not up to date: run 'meldpunt migrate' first"
+            )
+        await intake.start()
+        for connector in unique(connectors):
+            await connector.start()
+        if background:
+            runtime.dispatch_task = asyncio.create_task(
+                _every(
+                    runtime, settings.dispatch.interval_seconds, dispatcher.run_once, "dispatcher"
+                ),
+                name="meldpunt-dispatch",
+            )
+            runtime.timer_task = asyncio.create_task(
+                _every(
+                    runtime, settings.follow_up.interval_seconds, runtime.timers.run_once, "timer"
+                ),
+                name="meldpunt-timers",
+            )
+        log.info(
+            "meldpunt started",
+            town=settings.town.name,
+            role=role,
+            database=db.dialect,
+            channels=sorted(c.value for c in connectors),
+            rules=len(config.rules),
+        )
+        yield
+        runtime.stopping.set()
+        await _stop_background(runtime)
+        for connector in unique(connectors):
+            await connector.stop()
+        await intake.stop()
+        await db.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _stop_background(runtime: Runtime) -> None:
+    """Let the dispatcher's and the timers' passes in progress finish, within limits."""
+    if runtime.dispatch_task is not None:
+        try:
+            # A pass in progress may wait for one send's time-out at most.
+            timeout = runtime.config.settings.dispatch.send_timeout_seconds + 5
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(runtime.dispatch_task)
+        except TimeoutError:
+            runtime.dispatch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runtime.dispatch_task
+    if runtime.timer_task is not None:
+        # A timer runs in one short transaction: let the one in progress finish.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(runtime.timer_task), 30)
+        if not runtime.timer_task.done():
+            runtime.timer_task.cancel()
+
+
+def _add_public_routes(
+    app: web.Application, runtime: Runtime, clock: Callable[[], datetime] | None
+) -> None:
+    """What a web process serves: the channels' webhooks and pages, the inbox and the API."""
+    config, db, connectors = runtime.config, runtime.db, runtime.connectors
+    settings, followup, files, intake = (
+        config.settings,
+        runtime.followup,
+        runtime.files,
+        runtime.intake,
+    )
+    # A page to try the citizens' side (web form, web chat) on a fresh install.
+    app.router.add_get("/welcome", landing)
     for connector in unique(connectors):
         app.router.add_routes(connector.routes())
     app.router.add_routes(
@@ -465,7 +584,7 @@ def create_app(
             api_context,
             Sessions(db, clock=clock),
             town=Town(settings.town.name, settings.town.language, settings.town.timezone),
-            rules=rules.current,
+            rules=runtime.rules.current,
             answers=config.answers,
             connectors=connectors,
             clock=clock,
@@ -473,53 +592,3 @@ def create_app(
         ).routes()
     )
     app.add_subapp("/api/v1", create_api(api_context))
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if should_migrate:
-            await upgrade(db)
-            log.info("database schema up to date", revision=await current_revision(db))
-        elif not await check_schema_current(db):
-            await db.close()
-            raise StartupError(
-                "the database schema is not up to date: run 'meldpunt migrate' first"
-            )
-        await intake.start()
-        for connector in unique(connectors):
-            await connector.start()
-        runtime.dispatch_task = asyncio.create_task(
-            _every(runtime, settings.dispatch.interval_seconds, dispatcher.run_once, "dispatcher"),
-            name="meldpunt-dispatch",
-        )
-        runtime.timer_task = asyncio.create_task(
-            _every(runtime, settings.follow_up.interval_seconds, runtime.timers.run_once, "timer"),
-            name="meldpunt-timers",
-        )
-        log.info(
-            "meldpunt started",
-            town=settings.town.name,
-            database=db.dialect,
-            channels=sorted(c.value for c in connectors),
-            rules=len(config.rules),
-        )
-        yield
-        runtime.stopping.set()
-        try:
-            # A pass in progress may wait for one send's time-out at most.
-            async with asyncio.timeout(settings.dispatch.send_timeout_seconds + 5):
-                await asyncio.shield(runtime.dispatch_task)
-        except TimeoutError:
-            runtime.dispatch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runtime.dispatch_task
-        # A timer runs in one short transaction: let the one in progress finish.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(runtime.timer_task), 30)
-        if not runtime.timer_task.done():
-            runtime.timer_task.cancel()
-        for connector in unique(connectors):
-            await connector.stop()
-        await intake.stop()
-        await db.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    return app

@@ -335,7 +335,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is optional on other platforms
         pass
-    app = create_app(config)
+    if args.lease_seconds < 3:
+        raise CommandError("--lease-seconds must be at least 3")
+    app = create_app(config, role=args.role, lease_seconds=args.lease_seconds)
 
     async def on_startup(app: web.Application) -> None:
         # SIGHUP reloads the routing rules; a bad file keeps the last good rules in force.
@@ -346,7 +348,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def announce(_banner: str) -> None:
         # aiohttp calls this once the start-up hooks ran and the port is bound, not before.
-        print(f"meldpunt listening on http://{args.host}:{args.port}/contact", flush=True)
+        what = "meldpunt" if args.role == "all" else f"meldpunt ({args.role})"
+        where = "/readyz" if args.role == "worker" else "/contact"
+        print(f"{what} listening on http://{args.host}:{args.port}{where}", flush=True)
 
     try:
         web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
@@ -442,9 +446,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the web service and workers")
+    p = sub.add_parser(
+        "serve",
+        help="run the web service and workers",
+        description="Run meldpunt. One process does everything by default; on PostgreSQL run "
+        "several 'web' processes behind a proxy and one or more 'worker' processes.",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8750)
+    p.add_argument(
+        "--role",
+        choices=["all", "web", "worker"],
+        default="all",
+        help="all (default): everything in one process; web: HTTP only (webhooks, web form, "
+        "web chat, inbox, API), no background work; worker: the background work (sending the "
+        "outbox, deadline and survey timers, reading the mailboxes), with only /healthz, "
+        "/readyz and /metrics on its port",
+    )
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a worker's claim to a mailbox lasts unless renewed; after a crash "
+        "another worker takes the mailbox over this much later (default: 30)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate the configuration and routing rules")

@@ -300,6 +300,11 @@ class OutboxRow(SQLModel, table=True):
     claimed_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
+    # Set (and committed) just before the provider is called for this row; only a row with it
+    # set can have gone out when its worker died (``ingest.dispatch``).
+    attempt_started_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
     provider_id: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
@@ -371,12 +376,29 @@ class ConnectorCursor(SQLModel, table=True):
 
 
 class Counter(SQLModel, table=True):
-    """Named counters, e.g. the ticket reference sequence; allocated in blocks per batch."""
+    """Named counters, e.g. ticket references on SQLite; allocated in blocks per batch."""
 
     __tablename__ = "counters"
 
     name: str = Field(primary_key=True, max_length=32)
     value: int = 0
+
+
+# Ticket references on PostgreSQL (migration 0009): nextval never waits for another transaction,
+# so the intake batches of several processes do not queue behind one counter row. A batch that
+# rolls back does not give its numbers back: a reference number may be skipped.
+REFERENCE_SEQUENCE = sa.Sequence("ticket_reference_seq")
+
+
+class Lease(SQLModel, table=True):
+    """Which process may run a background job that must run in one place (``store/leases.py``)."""
+
+    __tablename__ = "leases"
+
+    key: str = Field(primary_key=True, max_length=200)
+    holder: str = Field(max_length=200)
+    acquired_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 # Full-text search (migration 0006) lives outside the models: SQLite's FTS5 tables (with their

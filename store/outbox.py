@@ -4,11 +4,13 @@ Every outbound message (acknowledgement, staff reply, later notices and surveys)
 row plus an ``outbox`` row, written in the caller's transaction, so a reply is never queued
 without its ticket history and never lost after the API answered.
 
-Rows move ``pending`` → ``sending`` (claimed, committed before the provider is called) →
-``sent`` or back to ``pending`` with a later ``next_attempt_at``, or ``failed`` after the last
-attempt, or ``waiting`` for the citizen to write again. A row found ``sending`` after a crash
-may or may not have reached the provider; it is marked ``uncertain`` for staff to decide, never
-sent again on its own.
+Rows move ``pending`` → ``sending`` (claimed in a batch, committed) → ``sent`` or back to
+``pending`` with a later ``next_attempt_at``, or ``failed`` after the last attempt, or
+``waiting`` for the citizen to write again. Just before a row's own provider call its
+``attempt_started_at`` is set and committed. A row found ``sending`` with it set after a crash,
+or whose send timed out after the request may have gone out, may or may not have reached the
+provider; it is marked ``uncertain`` for staff to decide, never sent again on its own. A row
+claimed but never started goes back to ``pending``.
 """
 
 from __future__ import annotations

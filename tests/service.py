@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sys
 import time
@@ -50,21 +51,31 @@ def sample_config(
 
 
 async def start_server(
-    config_file: Path, port: int, env: dict[str, str]
+    config_file: Path, port: int, env: dict[str, str], *, log: Path | None = None
 ) -> asyncio.subprocess.Process:
-    """``meldpunt serve`` in a process of its own, returned once ``/readyz`` says ready."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "meldpunt", "--config", str(config_file),
-        "serve", "--port", str(port),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    """``meldpunt serve`` in a process of its own, returned once ``/readyz`` says ready.
+
+    ``log``: append what the server writes (its JSON log too) to this file instead of a pipe
+    nobody reads, for a server that runs long enough to fill one.
+    """
+    with contextlib.ExitStack() as files:
+        output = files.enter_context(log.open("ab")) if log else None
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "meldpunt", "--config", str(config_file),
+            "serve", "--port", str(port),
+            env=env,
+            stdout=output or asyncio.subprocess.DEVNULL,
+            stderr=output or asyncio.subprocess.PIPE,
+        )  # fmt: skip
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
             if proc.returncode is not None:
-                err = await proc.stderr.read() if proc.stderr else b""
-                raise AssertionError(f"server exited: {err.decode()}")
+                if proc.stderr is not None:
+                    err = await proc.stderr.read()
+                else:
+                    assert log is not None
+                    err = await asyncio.to_thread(log.read_bytes)
+                raise AssertionError(f"server exited: {err.decode(errors='replace')}")
             try:
                 async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
                     if r.status == 200:

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import re
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -53,6 +54,10 @@ from ingest.model import (
 log = structlog.get_logger("meldpunt.email")
 
 RFC822 = "message/rfc822"
+
+Exclusive = Callable[[str, Callable[[], Awaitable[None]]], Awaitable[None]]
+"""Runs the work (second argument) only while holding the lease named by the key; never ends."""
+
 # A forward quotes someone else's thread: its In-Reply-To/References must not pull it into that
 # ticket (only the ticket reference, which ingest honours for the ticket's own citizen).
 _FORWARD = re.compile(r"^\s*(fwd?|doorst|wg|tr|wtr|rv)\s*:", re.IGNORECASE)
@@ -96,6 +101,12 @@ class EmailConnector(Connector):
         }
         self.readers: list[MailboxReader] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # Set by the wiring before start(). False: this process does not read mail at all (a
+        # web-only process). ``exclusive`` runs a mailbox's reading only while this process
+        # holds the lease named by its key (``imap:<name>``), so that of several processes one
+        # at a time reads each mailbox; None reads at once.
+        self.read_mailboxes = True
+        self.exclusive: Exclusive | None = None
 
     @property
     def mailboxes(self) -> list[MailboxOptions]:
@@ -130,7 +141,13 @@ class EmailConnector(Connector):
                 "e-mail sending disabled: settings missing",
                 missing=", ".join(self.options.smtp.missing),
             )
-        for box in self.mailboxes:
+        for box in self.mailboxes if self.read_mailboxes else ():
+            task = asyncio.create_task(self._read_mailbox(box), name=f"imap-{box.name}")
+            self._tasks.append(task)
+
+    async def _read_mailbox(self, box: MailboxOptions) -> None:
+        async def run() -> None:
+            # A fresh reader each time the lease is taken: a stopped reader stays closed.
             reader = MailboxReader(
                 box,
                 self.context.cursors,
@@ -138,7 +155,15 @@ class EmailConnector(Connector):
                 max_message_bytes=self.options.max_message_bytes,
             )
             self.readers.append(reader)
-            self._tasks.append(asyncio.create_task(reader.run(), name=f"imap-{box.name}"))
+            try:
+                await reader.run()
+            finally:
+                self.readers.remove(reader)
+
+        if self.exclusive is None:
+            await run()
+        else:
+            await self.exclusive(f"imap:{box.name}", run)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -153,6 +178,9 @@ class EmailConnector(Connector):
 
     def health(self) -> dict[str, str]:
         checks: dict[str, str] = {}
+        if self.read_mailboxes and self.exclusive is not None:
+            for box in self.mailboxes:
+                checks[f"mailbox {box.name}"] = "not read here: another process holds its lease"
         for reader in self.readers:
             status: MailboxStatus = reader.status
             text: str = status.state

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
+import aiohttp
+import aiosmtplib
+import httpx
 import pytest
 import sqlalchemy as sa
+from telegram.error import TimedOut
 
 from connectors.base import SendError
-from ingest.dispatch import Dispatcher, DispatchPolicy
+from ingest.dispatch import Dispatcher, DispatchPolicy, maybe_delivered
 from ingest.model import (
     Channel,
     DeliveryStatus,
@@ -21,7 +26,7 @@ from ingest.pipeline import Intake, IntakePolicy
 from store.db import Database
 from store.models import AttachmentRow, Message, OutboxRow, Ticket, table_of
 from store.outbox import OutboundDraft, queue_outbound
-from tests.conftest import Clock
+from tests.conftest import Clock, free_port
 from tests.messages import inbound, sample_rules
 
 OUTBOX = table_of(OutboxRow)
@@ -152,7 +157,9 @@ async def test_a_send_interrupted_by_a_crash_is_not_repeated(
 ) -> None:
     async with queued.engine.begin() as conn:  # as a dispatcher killed mid-send leaves it
         await conn.execute(
-            sa.update(OUTBOX).values(state="sending", claimed_at=clock.now, attempts=1)
+            sa.update(OUTBOX).values(
+                state="sending", claimed_at=clock.now, attempt_started_at=clock.now, attempts=1
+            )
         )
     sender = FakeSender()
     dispatcher = Dispatcher(queued.engine, {Channel.EMAIL: sender}, policy(), clock)
@@ -218,3 +225,220 @@ def _row(message_id: int, attachment: OutboundAttachment) -> AttachmentRow:
         size=attachment.size,
         sha256=attachment.sha256,
     )
+
+
+# --- sends that time out, and crashes between claiming and sending ---------------------------
+
+
+def quick(**kw: float) -> DispatchPolicy:
+    """A policy whose send time-out a test can wait out for real."""
+    values: dict[str, float] = {
+        "backoff_seconds": 10,
+        "backoff_max_seconds": 60,
+        "send_timeout_seconds": 0.3,
+    }
+    return DispatchPolicy(**(values | kw))  # type: ignore[arg-type]
+
+
+class SilentProvider:
+    """A provider on 127.0.0.1 that reads every request and never answers it."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        self.requests += 1
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+class HttpSender:
+    """Posts each message to ``url`` and wraps client errors as the real connectors do."""
+
+    def __init__(self, url: str, timeout: float = 10) -> None:
+        self.url = url
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=self.timeout) as http,
+                http.post(self.url, data=message.text) as answer,
+            ):
+                await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SendError(f"the provider could not be reached ({type(exc).__name__})") from exc
+        return SendResult(provider_id="p", status=DeliveryStatus.SENT)
+
+
+async def message_statuses(db: Database) -> list[str]:
+    messages = table_of(Message)
+    async with db.engine.connect() as conn:
+        found = await conn.execute(
+            sa.select(messages.c.delivery_status)
+            .where(messages.c.direction == "out")
+            .order_by(messages.c.id)
+        )
+        return [str(s) for s in found.scalars()]
+
+
+@pytest.mark.parametrize("timed_out_by", ["dispatcher", "connector"])
+async def test_a_send_that_times_out_after_the_request_went_out_is_uncertain_not_resent(
+    queued: Database, clock: Clock, timed_out_by: str
+) -> None:
+    provider = SilentProvider()
+    port = await provider.start()
+    try:
+        # Either the dispatcher's send time-out fires, or the connector's own client time-out.
+        sender = HttpSender(
+            f"http://127.0.0.1:{port}/send", 30 if timed_out_by == "dispatcher" else 0.2
+        )
+        dispatcher = Dispatcher(queued.engine, {Channel.EMAIL: sender}, quick(batch=1), clock)
+        await dispatcher.run_once()
+        [first, *rest] = await outbox(queued)
+        assert provider.requests == 1
+        assert (first["state"], first["attempts"]) == ("uncertain", 1)
+        assert "may or may not have arrived" in first["reason"]
+        assert "not sent again" in first["reason"]
+        assert (await message_statuses(queued))[0] == "uncertain"
+        # Later passes, long after any back-off, leave it alone: staff decide.
+        clock.now += timedelta(hours=2)
+        for _ in range(3):
+            await dispatcher.run_once()
+        assert provider.requests == 3  # the two other rows, once each (uncertain as well)
+        assert [r["state"] for r in await outbox(queued)] == ["uncertain"] * 3
+        assert rest
+    finally:
+        await provider.stop()
+
+
+async def test_a_refused_connection_is_retried_as_nothing_was_sent(
+    queued: Database, clock: Clock
+) -> None:
+    sender = HttpSender(f"http://127.0.0.1:{free_port()}/send")  # nobody listens there
+    dispatcher = Dispatcher(queued.engine, {Channel.EMAIL: sender}, quick(batch=1), clock)
+    await dispatcher.run_once()
+    first = (await outbox(queued))[0]
+    assert (first["state"], first["attempts"]) == ("pending", 1)
+    assert "ClientConnectorError" in first["reason"]
+    assert first["next_attempt_at"] == clock.now + timedelta(seconds=10)
+    assert (await message_statuses(queued))[0] == "pending"
+
+
+def _raised(*chain: BaseException) -> BaseException:
+    """The outermost of ``chain``, each raised from the next, as real code leaves them."""
+    outer: BaseException | None = None
+    for exc in reversed(chain):
+        try:
+            raise exc from outer
+        except BaseException as caught:
+            outer = caught
+    assert outer is not None
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("chain", "maybe"),
+    [
+        ((TimeoutError(),), True),  # the dispatcher's own send time-out
+        ((SendError("x"), aiohttp.SocketTimeoutError("read")), True),  # Twilio, Messenger
+        ((SendError("x"), aiosmtplib.SMTPReadTimeoutError("data")), True),  # e-mail
+        ((SendError("x"), TimedOut(), httpx.ReadTimeout("read")), True),  # Telegram
+        ((SendError("x"), aiohttp.ConnectionTimeoutError("connect")), False),
+        ((SendError("x"), aiosmtplib.SMTPConnectTimeoutError("connect")), False),
+        ((SendError("x"), TimedOut(), httpx.ConnectTimeout("connect")), False),
+        ((SendError("x"), TimedOut(), httpx.PoolTimeout("pool")), False),
+        ((SendError("x"), ConnectionRefusedError(111, "refused")), False),
+        ((SendError("provider answered 503"),), False),
+        ((SendError("x"), aiohttp.ServerDisconnectedError()), False),
+    ],
+)
+def test_which_failures_may_have_reached_the_provider(
+    chain: tuple[BaseException, ...], maybe: bool
+) -> None:
+    assert maybe_delivered(_raised(*chain)) is maybe
+
+
+class HangingSender(FakeSender):
+    """Takes the first message and hangs, as a provider call does when the process is killed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.called = asyncio.Event()
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        self.sent.append(message)
+        self.called.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never answers")
+
+
+async def test_after_a_crash_only_the_row_being_sent_is_uncertain(
+    queued: Database, clock: Clock
+) -> None:
+    hanging = HangingSender()
+    killed = Dispatcher(queued.engine, {Channel.EMAIL: hanging}, policy(), clock)
+    run = asyncio.create_task(killed.run_once())
+    await asyncio.wait_for(hanging.called.wait(), 10)
+    run.cancel()  # nothing of the dispatcher runs after this point, as after a SIGKILL
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    [started] = hanging.sent
+    assert [r["state"] for r in await outbox(queued)] == ["sending"] * 3
+
+    sender = FakeSender()
+    restarted = Dispatcher(queued.engine, {Channel.EMAIL: sender}, policy(), clock)
+    await restarted.run_once()
+    assert sender.sent == []  # within twice the send time-out the first worker may be alive
+    clock.now += timedelta(seconds=11)
+    await restarted.run_once()
+    rows = await outbox(queued)
+    assert {r["id"]: r["state"] for r in rows} == {
+        r["id"]: "uncertain" if r["id"] == started.outbox_id else "sent" for r in rows
+    }
+    assert sorted(m.outbox_id for m in sender.sent) == [
+        r["id"] for r in rows if r["id"] != started.outbox_id
+    ]
+    # The rows that never left count no attempt for the crash.
+    assert [r["attempts"] for r in rows] == [1, 1, 1]
+    statuses = await message_statuses(queued)
+    assert sorted(statuses) == ["sent", "sent", "uncertain"]
+
+
+async def test_a_slow_worker_skips_a_claimed_row_another_worker_took_back(
+    queued: Database, clock: Clock
+) -> None:
+    sent: list[int] = []
+    other = Dispatcher(queued.engine, {Channel.EMAIL: FakeSender()}, policy(), clock)
+
+    class SlowSender(FakeSender):
+        """Each call takes six (test) seconds; during the second, another worker runs a pass."""
+
+        async def send(self, message: OutboundMessage) -> SendResult:
+            sent.append(message.outbox_id)
+            clock.now += timedelta(seconds=6)
+            if len(sent) == 2:
+                await other.run_once()
+            return SendResult(provider_id=f"slow-{message.outbox_id}", status=DeliveryStatus.SENT)
+
+    slow = Dispatcher(queued.engine, {Channel.EMAIL: SlowSender()}, policy(), clock)
+    await slow.run_once()
+    ids = [r["id"] for r in await outbox(queued)]
+    taken_back = other._senders[Channel.EMAIL]
+    assert isinstance(taken_back, FakeSender)
+    # The third row waited twelve seconds unsent: the other worker took it back and sent it; the
+    # second, whose call had started six seconds before, was left to the slow worker.
+    assert sent == ids[:2]
+    assert [m.outbox_id for m in taken_back.sent] == ids[2:]
+    assert [r["state"] for r in await outbox(queued)] == ["sent"] * 3
