@@ -727,9 +727,10 @@ async def ticket_detail(
 # Actions
 
 
-def _event(
+def new_event(
     ticket: Ticket, staff: Staff, kind: str, data: dict[str, object], now: datetime
 ) -> TicketEvent:
+    """A history row of ``ticket``, done by ``staff`` at ``now``."""
     assert ticket.id is not None
     return TicketEvent(
         ticket_id=ticket.id, type=kind, actor_user_id=staff.id, data=data, created_at=now
@@ -765,7 +766,7 @@ def _set_status(
     elif target in (OPEN, PENDING):
         ticket.resolved_at = None
     session.add(
-        _event(
+        new_event(
             ticket, staff, "status_changed", {"from": current, "to": target, "reason": reason}, now
         )
     )
@@ -858,7 +859,7 @@ async def _queue_answer(
         now,
     )
     session.add(
-        _event(
+        new_event(
             ticket,
             staff,
             "replied",
@@ -993,7 +994,7 @@ async def add_note(
     )
     session.add(note)
     await session.flush()
-    session.add(_event(ticket, staff, "note", {"message_id": note.id}, now))
+    session.add(new_event(ticket, staff, "note", {"message_id": note.id}, now))
     ticket.updated_at = now
     [out] = await _messages_out(session, [note])
     return out
@@ -1005,7 +1006,7 @@ async def called_back(
     """Record that a staff member phoned the citizen, with an optional note on the call."""
     ticket = await visible_ticket(session, staff, reference, for_update=True)
     now = utcnow()
-    event = _event(ticket, staff, "called_back", {"note": request.note}, now)
+    event = new_event(ticket, staff, "called_back", {"note": request.note}, now)
     session.add(event)
     ticket.updated_at = now
     await session.flush()
@@ -1038,7 +1039,7 @@ async def transfer(
         raise ConflictError("unchanged", f"the ticket is already with {request.department}")
     now = utcnow()
     session.add(
-        _event(
+        new_event(
             ticket,
             staff,
             "transferred",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +19,7 @@ from sqlmodel import col
 from inbox.auth import Staff
 from inbox.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from inbox.schemas import StaffRef, StatusRequest
-from inbox.tickets import change_status, visible_ticket
+from inbox.tickets import change_status, new_event, visible_ticket
 from ingest.followup import CANCELLED, PENDING
 from ingest.model import Kind, Priority, TicketStatus
 from store.models import (
@@ -48,15 +47,6 @@ CONTACT_MERGED = "contact_merged"
 
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 40
-
-
-def _new_event(
-    ticket: Ticket, staff: Staff, kind: str, data: dict[str, object], now: datetime
-) -> TicketEvent:
-    assert ticket.id is not None
-    return TicketEvent(
-        ticket_id=ticket.id, type=kind, actor_user_id=staff.id, data=data, created_at=now
-    )
 
 
 # Assigning
@@ -108,7 +98,7 @@ async def assign(
         raise ConflictError("unchanged", "the ticket is already assigned so")
     now = utcnow()
     session.add(
-        _new_event(
+        new_event(
             ticket,
             staff,
             ASSIGNED,
@@ -169,12 +159,12 @@ async def change_details(
     now = utcnow()
     changed = False
     if kind is not None and kind != ticket.kind:
-        session.add(_new_event(ticket, staff, KIND_CHANGED, {"from": ticket.kind, "to": kind}, now))
+        session.add(new_event(ticket, staff, KIND_CHANGED, {"from": ticket.kind, "to": kind}, now))
         ticket.kind = kind
         changed = True
     if priority is not None and priority != ticket.priority:
         session.add(
-            _new_event(
+            new_event(
                 ticket, staff, PRIORITY_CHANGED, {"from": ticket.priority, "to": priority}, now
             )
         )
@@ -185,7 +175,7 @@ async def change_details(
         if wanted != list(ticket.tags):
             old = list(ticket.tags)
             session.add(
-                _new_event(
+                new_event(
                     ticket,
                     staff,
                     TAGS_CHANGED,
@@ -312,10 +302,10 @@ async def merge_tickets(
     )
     session.add_all(
         [
-            _new_event(
+            new_event(
                 source, staff, MERGED_INTO, {"into": target.reference, "messages": count}, now
             ),
-            _new_event(target, staff, MERGED, {"from": source.reference, "messages": count}, now),
+            new_event(target, staff, MERGED, {"from": source.reference, "messages": count}, now),
         ]
     )
     source.updated_at = target.updated_at = now
@@ -431,7 +421,7 @@ async def merge_contacts(
         "identities": [f"{i.kind}:{i.value}" for i in identities],
     }
     for ticket in [*keep_tickets, *other_tickets]:
-        session.add(_new_event(ticket, staff, CONTACT_MERGED, data, now))
+        session.add(new_event(ticket, staff, CONTACT_MERGED, data, now))
         ticket.updated_at = now
     # The rows pointing at the other contact are updated before it goes.
     await session.flush()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -25,13 +25,11 @@ from sqlmodel import col
 from inbox import tickets, work
 from inbox.errors import ApiError, NotFoundError
 from inbox.schemas import StatusRequest, TicketDetail, TransferRequest
+from inbox.web.pages import Part
 from inbox.web.sessions import SignedIn
 from inbox.web.texts import label, texts
 from ingest.model import Kind, Priority, TicketStatus
 from store.models import Ticket, User
-
-if TYPE_CHECKING:
-    from inbox.web.pages import WebInbox
 
 Form = MultiDictProxy[Any]
 REASON_LIMIT = 500
@@ -76,10 +74,7 @@ def _text(form: Form, name: str, limit: int = 200) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
-class WorkActions:
-    def __init__(self, inbox: WebInbox) -> None:
-        self.inbox = inbox
-
+class WorkActions(Part):
     def routes(self) -> list[web.AbstractRouteDef]:
         actions: dict[str, Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]] = {
             "assign": self.assign,
@@ -161,7 +156,7 @@ class WorkActions:
         """Run ``action`` in one transaction and go back to the ticket (or where the action
         says), with its notice or the error and the values to fill in again."""
         reference = request.match_info["reference"]
-        t = texts(self.inbox._lang(request))
+        t = texts(self.inbox.lang(request))
         form = await request.post()
         target = f"/tickets/{quote(reference, safe='')}#acties"
         try:
@@ -262,7 +257,7 @@ class WorkActions:
         return await self._act(request, signed_in, action, ("tags",))
 
     async def status(self, request: web.Request, signed_in: SignedIn) -> web.StreamResponse:
-        lang = self.inbox._lang(request)
+        lang = self.inbox.lang(request)
 
         async def action(session: AsyncSession, form: Form, t: Mapping[str, str]) -> _Done:
             status = _text(form, "status")

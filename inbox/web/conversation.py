@@ -31,14 +31,13 @@ from inbox import tickets
 from inbox.auth import Staff
 from inbox.errors import NotFoundError
 from inbox.schemas import AttachmentOut, EventOut, MessageOut, OutboxState, TicketDetail
-from inbox.web.pages import SECURITY_HEADERS
+from inbox.web.pages import SECURITY_HEADERS, Part
 from inbox.web.sessions import SignedIn
 from ingest.files import size_in_words
 from ingest.model import Channel, DeliveryStatus, Direction, Kind, TicketStatus
 from store.models import AttachmentRow, Message, Ticket
 
 if TYPE_CHECKING:
-    from inbox.web.pages import WebInbox
     from router.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -439,10 +438,7 @@ def previewable(content_type: str, data: bytes) -> bool:
     return content_type != "image/webp" or data[8:12] == b"WEBP"
 
 
-class Conversation:
-    def __init__(self, inbox: WebInbox) -> None:
-        self.inbox = inbox
-
+class Conversation(Part):
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
             web.get(

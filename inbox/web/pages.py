@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -61,16 +61,20 @@ SECURITY_HEADERS = {
 Page = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
 
 
-class Part(Protocol):
+class Part:
     """One piece of the inbox (the reply box, the work actions, ...): its own pages and what it
-    adds to the ticket page's template values.
+    adds to the ticket page's template values (nothing, unless it says otherwise).
 
     A part whose form was refused shows the ticket page again with ``WebInbox.ticket_page``,
     after leaving what was typed in the request (``request[<its key>]``) for its
     ``ticket_context`` to fill in again.
     """
 
-    def routes(self) -> list[web.AbstractRouteDef]: ...
+    def __init__(self, inbox: WebInbox) -> None:
+        self.inbox = inbox
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return []
 
     async def ticket_context(
         self,
@@ -78,7 +82,8 @@ class Part(Protocol):
         session: AsyncSession,
         signed_in: SignedIn,
         detail: TicketDetail,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        return {}
 
 
 class WebInbox:
@@ -153,7 +158,7 @@ class WebInbox:
     def _local(self, value: datetime | None) -> str:
         return value.astimezone(self.zone).strftime("%d-%m-%Y %H:%M") if value else ""
 
-    def _lang(self, request: web.Request) -> str:
+    def lang(self, request: web.Request) -> str:
         wanted = request.query.get("lang") or request.cookies.get(LANG_COOKIE)
         return wanted if wanted in LANGUAGES else self.language
 
@@ -166,7 +171,7 @@ class WebInbox:
         status: int = 200,
         **values: Any,
     ) -> web.Response:
-        lang = self._lang(request)
+        lang = self.lang(request)
         flashed = request.cookies.get(NOTICE_COOKIE)
         if flashed and values.get("notice") is None:
             values["notice"] = unquote(flashed)[:500]
@@ -223,7 +228,7 @@ class WebInbox:
                         "web/message.html",
                         signed_in=signed_in,
                         status=403,
-                        error=texts(self._lang(request))["expired_form"],
+                        error=texts(self.lang(request))["expired_form"],
                     )
             return await page(request, signed_in)
 
@@ -242,7 +247,7 @@ class WebInbox:
     # Sign-in
 
     async def login_form(self, request: web.Request) -> web.Response:
-        notice = texts(self._lang(request))["signed_out"] if "signed_out" in request.query else None
+        notice = texts(self.lang(request))["signed_out"] if "signed_out" in request.query else None
         return self.render(
             request, "web/login.html", next=_safe_next(request.query.get("next")), email="",
             notice=notice,
@@ -253,7 +258,7 @@ class WebInbox:
         email = str(form.get("email", "")).strip()
         password = str(form.get("password", ""))
         target = _safe_next(str(form.get("next", "")))
-        t = texts(self._lang(request))
+        t = texts(self.lang(request))
         result = await self.sessions.login(email, password)
         if result.user_id is None:
             error = (
@@ -283,7 +288,7 @@ class WebInbox:
     async def change_password(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         form = await request.post()
         current, new, repeat = (str(form.get(k, "")) for k in ("current", "new", "repeat"))
-        t = texts(self._lang(request))
+        t = texts(self.lang(request))
         error = None
         if len(new) < MIN_PASSWORD_LENGTH:
             error = t["password_short"]

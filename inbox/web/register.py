@@ -29,6 +29,7 @@ from sqlmodel import col
 
 from inbox.auth import Staff
 from inbox.schemas import TicketDetail
+from inbox.web.pages import Part
 from inbox.web.sessions import COOKIE, SignedIn
 from inbox.web.texts import LANGUAGES, texts
 from ingest.files import AttachmentStore, media_type, safe_filename, size_in_words
@@ -109,11 +110,11 @@ class _Upload:
     data: bytes
 
 
-class Registration:
+class Registration(Part):
     """``GET/POST /tickets/new``, and what the ticket page shows of a registration."""
 
     def __init__(self, inbox: WebInbox) -> None:
-        self.inbox = inbox
+        super().__init__(inbox)
         self._register = inbox.staff_only(self.register)
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -146,7 +147,7 @@ class Registration:
             signed_in = await self.inbox.sessions.find(request.cookies.get(COOKIE))
             if signed_in is None:
                 raise web.HTTPForbidden(text="not signed in") from None
-            t = texts(self.inbox._lang(request))
+            t = texts(self.inbox.lang(request))
             return self._show(
                 request,
                 signed_in,
@@ -158,7 +159,7 @@ class Registration:
     async def register(self, request: web.Request, signed_in: SignedIn) -> web.StreamResponse:
         """Check the form, store the files, have intake make the ticket, record who did it."""
         form = await request.post()
-        t = texts(self.inbox._lang(request))
+        t = texts(self.inbox.lang(request))
         entry = self._entry(form)
         uploads = await self._uploads(form, entry)
         if entry.problems:

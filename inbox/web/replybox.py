@@ -26,7 +26,7 @@ from inbox import tickets
 from inbox.answers import CannedAnswer, CannedAnswers, placeholder_values
 from inbox.errors import ApiError, NotFoundError
 from inbox.schemas import MAX_REPLY_ATTACHMENTS, NoteRequest, ReplyRequest, TicketDetail
-from inbox.web.pages import SECURITY_HEADERS
+from inbox.web.pages import SECURITY_HEADERS, Part
 from inbox.web.sessions import COOKIE, SignedIn
 from inbox.web.texts import texts
 from ingest.files import media_type, safe_filename, size_in_words
@@ -112,11 +112,11 @@ def count(text: str) -> dict[str, int]:
     return {"characters": len(text), "parts": sms_segments(text)}
 
 
-class ReplyBox:
+class ReplyBox(Part):
     """The reply box's pages and its part of the ticket page."""
 
     def __init__(self, inbox: WebInbox) -> None:
-        self.inbox = inbox
+        super().__init__(inbox)
         # Read with the configuration: a broken file stops the start with its problems.
         self.answers: CannedAnswers = inbox.answers
 
@@ -294,7 +294,7 @@ class ReplyBox:
     async def send_reply(self, request: web.Request, signed_in: SignedIn) -> web.StreamResponse:
         """Queue the answer (with its files, resolving if asked), then back to the ticket."""
         form = await request.post()
-        t = texts(self.inbox._lang(request))
+        t = texts(self.inbox.lang(request))
         text = _text(form, "text")
         resolve = form.get("resolve") == "1"
         asked = _text(form, "channel")
@@ -363,7 +363,7 @@ class ReplyBox:
     async def add_note(self, request: web.Request, signed_in: SignedIn) -> web.StreamResponse:
         """Keep an internal note on the ticket; it is never sent to the citizen."""
         form = await request.post()
-        t = texts(self.inbox._lang(request))
+        t = texts(self.inbox.lang(request))
         note = _text(form, "note")
         try:
             body = NoteRequest(text=note[: MAX_TEXT + 1])
@@ -401,7 +401,7 @@ class ReplyBox:
                 return await handler(roomier)
             except web.HTTPRequestEntityTooLarge:
                 signed_in = await self.inbox.sessions.find(request.cookies.get(COOKIE))
-                t = texts(self.inbox._lang(request))
+                t = texts(self.inbox.lang(request))
                 return self.inbox.render(
                     request,
                     "web/message.html",

@@ -24,15 +24,14 @@ from sqlmodel import col
 from inbox import tickets
 from inbox.auth import Staff
 from inbox.errors import ApiError
-from inbox.schemas import TicketDetail
-from inbox.web.pages import SECURITY_HEADERS
+from inbox.web.pages import SECURITY_HEADERS, Part
 from inbox.web.sessions import SignedIn
 from inbox.web.texts import label, texts
 from ingest.model import Channel, Kind, TicketStatus
 from store.models import User
 
 if TYPE_CHECKING:
-    from inbox.web.pages import WebInbox
+    pass
 
 PAGE_SIZE = 50
 MAX_SEARCH_LENGTH = 200
@@ -77,11 +76,8 @@ def _date(value: str) -> date | None:
     return day if 1900 <= day.year <= 2999 else None
 
 
-class ListViews:
+class ListViews(Part):
     """The ticket list at ``/``, its rows as a fragment and the changes it polls for."""
-
-    def __init__(self, inbox: WebInbox) -> None:
-        self.inbox = inbox
 
     def routes(self) -> list[web.AbstractRouteDef]:
         staff_only = self.inbox.staff_only
@@ -90,15 +86,6 @@ class ListViews:
             web.get("/inbox/rows", staff_only(self.rows)),
             web.get("/inbox/changes", staff_only(self.changes)),
         ]
-
-    async def ticket_context(
-        self,
-        request: web.Request,
-        session: AsyncSession,
-        signed_in: SignedIn,
-        detail: TicketDetail,
-    ) -> dict[str, Any]:
-        return {}
 
     # Reading the request
 
@@ -261,7 +248,7 @@ class ListViews:
     async def rows(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         """The list's results alone (the same block of the same template), for live updates."""
         values = await self._list_values(request, signed_in)
-        lang = self.inbox._lang(request)
+        lang = self.inbox.lang(request)
         template = self.inbox.env.get_template("web/list.html")
         context = template.new_context(
             {"t": texts(lang), "label": lambda value: label(lang, value), "lang": lang, **values}
