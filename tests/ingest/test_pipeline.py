@@ -260,10 +260,17 @@ async def test_a_message_that_cannot_be_processed_is_quarantined_not_lost(
     assert states["quarantined"]["payload"] == b'{"sample": true}'
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 async def test_nothing_is_acknowledged_when_the_database_refuses(
-    tmp_path: object, clock: Clock
+    tmp_path: object, clock: Clock, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    db = Database(f"sqlite:///{tmp_path}/empty.db")  # no schema: every write fails
+    # A database without schema: every write fails.
+    if backend == "postgresql":
+        db = Database(request.getfixturevalue("postgres_url")())
+    else:
+        db = Database(f"sqlite:///{tmp_path}/empty.db")
     rules = sample_rules()
     service = Intake(db.engine, lambda: rules, IntakePolicy(reference_prefix="1750"), clock)
     await service.start()

@@ -249,9 +249,9 @@ async def test_the_api_is_mounted_with_a_public_description(sqlite_client: Clien
 
 
 async def test_the_api_retries_quarantined_input_through_the_running_service(
-    sqlite_client: Client,
+    client: Client,
 ) -> None:
-    runtime = sqlite_client.app[RUNTIME]
+    runtime = client.app[RUNTIME]
     async with runtime.db.session() as session:
         await create_user(session, "op@town.test", "operator", [], None)
         token = await create_token(session, "op@town.test")
@@ -283,7 +283,7 @@ async def test_the_api_retries_quarantined_input_through_the_running_service(
         ids = {external_id: journal_id for external_id, journal_id in rows}
 
     async def retry(journal_id: int) -> tuple[int, dict[str, Any]]:
-        response = await sqlite_client.post(
+        response = await client.post(
             f"/api/v1/quarantine/{journal_id}/retry",
             headers={"Authorization": f"Bearer {token}"},
         )

@@ -380,7 +380,17 @@ async def token_owner(url: str, token: str) -> tuple[str, str, list[str]] | None
         await db.close()
 
 
-def test_an_added_agent_is_unique_and_gets_one_working_token(cli: Cli) -> None:
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_an_added_agent_is_unique_and_gets_one_working_token(
+    cli: Cli, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgresql":
+        # A migrated database, as an operator has after 'meldpunt migrate'.
+        cluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.new_database(template=request.getfixturevalue("postgres_template"))
+        cli = dataclasses.replace(cli, url=url)
     added = add_user(
         cli, "An.Peeters@Wingene.example", "--role", "agent", "--department", "environment",
         "--name", "An Peeters",

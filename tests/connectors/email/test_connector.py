@@ -13,7 +13,6 @@ import email
 import email.policy
 import hashlib
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,10 +21,12 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from meldpunt.app import create_app
+from store.db import Database
 from store.models import (
     AttachmentRow,
     JournalEntry,
@@ -394,7 +395,7 @@ async def test_mail_that_cannot_be_read_is_quarantined_and_the_mailbox_goes_on(t
 async def test_an_smtp_outage_delays_the_acknowledgement_and_loses_nothing(
     aiohttp_client: ClientFactory,
     tmp_path: Path,
-    sqlite_url: str,
+    database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     dovecot: DovecotServer,
     start_smtp: Start,
@@ -404,7 +405,7 @@ async def test_an_smtp_outage_delays_the_acknowledgement_and_loses_nothing(
     recorder = Recorder()
     down = free_port()
     monkeypatch.setenv("SMTP_PORT", str(down))
-    config = sample_config(tmp_path, sqlite_url, monkeypatch, replace=dict([FAST_DISPATCH]))
+    config = sample_config(tmp_path, database_url, monkeypatch, replace=dict([FAST_DISPATCH]))
     town = Town(await aiohttp_client(create_app(config, migrate=True)), dovecot, account, recorder)
     town.receive(mail("Hond loopt los in het park.", subject="Loslopende hond"))
 
@@ -424,19 +425,19 @@ async def test_an_smtp_outage_delays_the_acknowledgement_and_loses_nothing(
 # --- a killed process -------------------------------------------------------------------------
 
 
-def count(db_file: Path, sql: str) -> int:
-    with sqlite3.connect(db_file) as conn:
-        return int(conn.execute(sql).fetchone()[0])
-
-
 async def test_a_process_killed_while_importing_imports_every_mail_exactly_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dovecot: DovecotServer
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, dovecot: DovecotServer
 ) -> None:
     account = dovecot.new_account()
     mail_env(monkeypatch, dovecot, account)
     monkeypatch.delenv("SMTP_HOST")  # acknowledgements wait in the outbox; not the point here
-    db_file = tmp_path / "kill.db"
-    config = sample_config(tmp_path, f"sqlite:///{db_file}", monkeypatch)
+    config = sample_config(tmp_path, database_url, monkeypatch)
+    db = Database(database_url)
+
+    async def count(sql: str) -> int:
+        async with db.engine.connect() as conn:
+            return int((await conn.execute(sa.text(sql))).scalar_one())
+
     total = 150
     dovecot.append(
         account,
@@ -455,7 +456,7 @@ async def test_a_process_killed_while_importing_imports_every_mail_exactly_once(
         for threshold in (20, 70):
 
             async def imported(at_least: int = threshold) -> bool:
-                return count(db_file, "SELECT count(*) FROM tickets") >= at_least
+                return await count("SELECT count(*) FROM tickets") >= at_least
 
             await until(imported, f"{threshold} tickets", within=30)
             proc.kill()
@@ -464,21 +465,24 @@ async def test_a_process_killed_while_importing_imports_every_mail_exactly_once(
             proc = await start_server(config.config_file, port, env)
 
         async def all_imported() -> bool:
-            return count(db_file, "SELECT count(*) FROM tickets") >= total
+            return await count("SELECT count(*) FROM tickets") >= total
 
         await until(all_imported, f"all {total} mails imported", within=60)
         await asyncio.sleep(1)  # anything imported twice would show up by now
+        assert kills == 2
+        assert await count("SELECT count(*) FROM tickets") == total
+        assert (
+            await count(
+                "SELECT count(DISTINCT external_id) FROM messages WHERE direction = 'in'"
+            )
+            == total
+        )
+        assert await count("SELECT count(*) FROM messages WHERE direction = 'in'") == total
     finally:
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
-    assert kills == 2
-    assert count(db_file, "SELECT count(*) FROM tickets") == total
-    assert (
-        count(db_file, "SELECT count(DISTINCT external_id) FROM messages WHERE direction = 'in'")
-        == total
-    )
-    assert count(db_file, "SELECT count(*) FROM messages WHERE direction = 'in'") == total
+        await db.close()
     flags = dovecot.flags(account)
     assert len(flags) == total and all("\\Seen" in f for f in flags.values())
 
@@ -486,7 +490,7 @@ async def test_a_process_killed_while_importing_imports_every_mail_exactly_once(
 async def test_a_mailbox_that_refuses_the_login_shows_in_readyz_and_the_rest_keeps_working(
     aiohttp_client: ClientFactory,
     tmp_path: Path,
-    sqlite_url: str,
+    database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     own_dovecot: DovecotServer,
 ) -> None:
@@ -494,7 +498,7 @@ async def test_a_mailbox_that_refuses_the_login_shows_in_readyz_and_the_rest_kee
     mail_env(monkeypatch, own_dovecot, account)
     monkeypatch.setenv("IMAP_PASSWORD", "verkeerd-wachtwoord")
     monkeypatch.delenv("SMTP_HOST")
-    config = sample_config(tmp_path, sqlite_url, monkeypatch)
+    config = sample_config(tmp_path, database_url, monkeypatch)
     client = await aiohttp_client(create_app(config, migrate=True))
     checks: dict[str, str] = {}
 

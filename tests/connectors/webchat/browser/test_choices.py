@@ -32,9 +32,6 @@ from tests.connectors.webchat.browser.conftest import (
 )
 from tests.service import until
 
-# The test is about the widget; the server's storage is tested on both backends elsewhere.
-ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
 STAFF: dict[str, Any] = {
     "type": "message",
     "id": "o-7",
@@ -87,7 +84,6 @@ def answers(visitor: Visitor, name: str = "Kies een antwoord") -> Locator:
     return visitor.dialog.get_by_role("group", name=name)
 
 
-@ON_SQLITE
 async def test_a_visitor_clicks_an_answer_and_it_is_recorded_as_their_score(
     meldpunt: Meldpunt, visitor: Visitor
 ) -> None:

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from playwright.async_api import Locator, expect
 
 from store.models import Ticket
 from tests.connectors.webchat.browser.conftest import FakeChat, Meldpunt, NewVisitor, Visitor
-
-# The test is about the widget; the server's storage is tested on both backends elsewhere.
-ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 OPTIONS_NL = [
     "Maak een keuze (niet verplicht)",
@@ -32,7 +28,6 @@ def kind_choice(visitor: Visitor, name: str = "Waarover gaat het?") -> Locator:
     return visitor.dialog.get_by_role("combobox", name=name)
 
 
-@ON_SQLITE
 async def test_a_visitor_picks_compliment_and_the_ticket_is_a_compliment(
     meldpunt: Meldpunt, visitor: Visitor
 ) -> None:

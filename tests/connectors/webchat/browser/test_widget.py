@@ -25,10 +25,6 @@ from tests.connectors.webchat.browser.conftest import (
 )
 from tests.service import until
 
-# The browser tests are about the widget; the server's storage is tested on both backends
-# elsewhere.
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
 MESSAGES = table_of(Message)
 IDENTITIES = table_of(ContactIdentity)
 ARTEFACT = Path(__file__).resolve().parents[4] / "var" / "test-artefacts" / "webchat.png"

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser import NewContext
 from tests.inbox.web.browser.conftest import Inbox
 from tests.inbox.web.conftest import PASSWORD
-
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 REASON = "Gaat over het containerpark: dat is voor Milieu."
 

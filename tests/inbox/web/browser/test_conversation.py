@@ -24,8 +24,6 @@ from tests.browser import NewContext
 from tests.inbox.web.browser.conftest import Inbox
 from tests.inbox.web.conftest import PASSWORD, street_lamp_photo, submit_mail
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
 MARKER = "[afbeelding van buiten niet geladen]"
 
 

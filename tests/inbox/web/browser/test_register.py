@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from playwright.async_api import expect
 from yarl import URL
 
@@ -19,8 +18,6 @@ from tests.browser import NewContext
 from tests.inbox.web.browser.conftest import Inbox
 from tests.inbox.web.browser.test_signin import problems, sign_in_with_the_keyboard
 from tests.inbox.web.test_register import png
-
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 # Where the warden stands: the school in the Schoolstraat.
 HERE = {"latitude": 51.05612, "longitude": 3.27455}

@@ -36,8 +36,6 @@ from tests.inbox.web.conftest import PASSWORD
 from tests.messages import inbound
 from tests.service import sample_config, until
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
 PHONE = "+32470123456"
 SMS_NUMBER = "+3250111111"
 QUEUED = "Uw antwoord staat klaar om te versturen."
@@ -158,7 +156,8 @@ async def test_a_note_stays_internal(inbox: Inbox, page: Page) -> None:
     reference = await citizen_writes(inbox, "Er ligt glas op het fietspad.")
     errors = problems(page)
     await sign_in(page, inbox, reference)
-    outbox_before = await rows(inbox.db, OutboxRow)
+    # The acknowledgement may be on its way meanwhile: compare which rows exist, not their state.
+    outbox_before = {r["id"] for r in await rows(inbox.db, OutboxRow)}
 
     note = page.get_by_label("Notitie — intern: de burger ziet dit nooit")
     await note.fill("Technische dienst gebeld: ze vegen morgen.")
@@ -172,7 +171,7 @@ async def test_a_note_stays_internal(inbox: Inbox, page: Page) -> None:
     # Kept on the ticket, queued for no one.
     [stored] = await rows(inbox.db, Message, col(Message.direction) == "note")
     assert stored["text"] == "Technische dienst gebeld: ze vegen morgen."
-    assert await rows(inbox.db, OutboxRow) == outbox_before
+    assert {r["id"] for r in await rows(inbox.db, OutboxRow)} == outbox_before
     assert errors == []
 
 

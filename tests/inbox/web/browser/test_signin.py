@@ -11,7 +11,6 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from playwright.async_api import ConsoleMessage, Page, Response, expect
 from sqlmodel import col
@@ -22,10 +21,6 @@ from store.models import Ticket, utcnow
 from tests.browser import NewContext
 from tests.inbox.web.browser.conftest import Inbox
 from tests.inbox.web.conftest import PASSWORD
-
-# The tests are about the pages in a browser; the sign-in rules are tested on both backends
-# over HTTP (tests/inbox/web/test_signin.py).
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 LOCKED = re.compile(r"^Te veel mislukte pogingen\. Probeer opnieuw na \d\d:\d\d\.$")
 

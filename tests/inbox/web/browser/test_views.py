@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from playwright.async_api import Page, expect
 from yarl import URL
 
@@ -18,10 +17,6 @@ from tests.browser import NewContext
 from tests.inbox.web.browser.conftest import Inbox
 from tests.inbox.web.browser.test_signin import problems
 from tests.inbox.web.conftest import PASSWORD
-
-# The list's rules are tested on both backends over HTTP (tests/inbox/web/test_views.py and
-# test_ticket_list.py); here it is the page in a browser.
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 # The page asks for changes every four seconds; a new ticket shows within two rounds.
 LIVE_TIMEOUT = 15_000
