@@ -78,18 +78,6 @@ BARE_SERVER = textwrap.dedent(
     """
 )
 
-# ``meldpunt serve`` on a port other processes share (SO_REUSEPORT): the same command with
-# aiohttp told to set the option, which is all a ``--reuse-port`` flag would do.
-SHARED_PORT_SERVE = textwrap.dedent(
-    """
-    import functools, sys
-    from aiohttp import web
-    web.run_app = functools.partial(web.run_app, reuse_port=True)
-    from meldpunt.cli import main
-    sys.exit(main(sys.argv[1:]))
-    """
-)
-
 # Each wrk thread numbers its own requests; a prefix per run (letters and digits) and the thread
 # id keep submission ids unique across runs on one database. The form keeps an id of 8 to 64
 # letters and digits (and draws a random one otherwise), as browsers send: zero-padding makes
@@ -307,10 +295,11 @@ def start_meldpunt(
     main_yaml: Path, env: dict[str, str], port: int, *, shared_port: bool = False,
     role: str | None = None,
 ) -> subprocess.Popen[bytes]:  # fmt: skip
-    command = ["-c", SHARED_PORT_SERVE] if shared_port else ["-m", "meldpunt"]
     serve = ["serve", "--port", str(port), *(["--role", role] if role else [])]
+    if shared_port:
+        serve.append("--reuse-port")  # the processes share one port (SO_REUSEPORT)
     return subprocess.Popen(
-        [sys.executable, *command, "--config", str(main_yaml), *serve],
+        [sys.executable, "-m", "meldpunt", "--config", str(main_yaml), *serve],
         env=env, stdout=subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
 

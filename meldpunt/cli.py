@@ -353,7 +353,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"{what} listening on http://{args.host}:{args.port}{where}", flush=True)
 
     try:
-        web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            print=announce,
+            access_log=None,
+            reuse_port=args.reuse_port or None,
+        )
     except StartupError as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -470,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a worker's claim to a mailbox lasts unless renewed; after a crash "
         "another worker takes the mailbox over this much later (default: 30)",
+    )
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="let several 'web' processes listen on the same host and port (SO_REUSEPORT; "
+        "Linux spreads the connections over them), instead of one port each behind a proxy",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -288,8 +288,8 @@ class Processes:
         self.folder = folder
         self.running: list[Process] = []
 
-    async def start(self, role: str, *extra: str) -> Process:
-        port = free_port()
+    async def start(self, role: str, *extra: str, port: int | None = None) -> Process:
+        port = port or free_port()
         log = self.folder / f"{role}-{port}.log"
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
@@ -338,6 +338,70 @@ async def processes(tmp_path: Path) -> AsyncIterator[Processes]:
 async def count(db: Database, statement: sa.Select[Any]) -> int:
     async with db.engine.connect() as conn:
         return int(await conn.scalar(statement) or 0)
+
+
+def started_at(metrics: str) -> str:
+    """The ``process_start_time_seconds`` of the process that answered ``/metrics``."""
+    [line] = [x for x in metrics.splitlines() if x.startswith("process_start_time_seconds ")]
+    return line.split()[1]
+
+
+@pytest.mark.postgres
+async def test_web_processes_share_a_port_with_reuse_port_and_one_can_stop(
+    tmp_path: Path, postgres_database: str, monkeypatch: pytest.MonkeyPatch, processes: Processes
+) -> None:
+    # Every form comes from 127.0.0.1 here; the per-address limit is not what is tested.
+    limit = {"rate_limit_per_minute: 10 ": "rate_limit_per_minute: 1000 "}
+    sample_config(tmp_path, postgres_database, monkeypatch, replace=limit)
+    port = free_port()
+    first, _ = await asyncio.gather(
+        processes.start("web", "--reuse-port", port=port),
+        processes.start("web", "--reuse-port", port=port),
+    )
+    # Without the flag a second process could not bind the port at all.
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "meldpunt", "--config", str(processes.config_file),
+        "serve", "--port", str(port), "--role", "web",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(refused.communicate(), 30)
+    assert refused.returncode != 0
+    assert b"address already in use" in err.lower()
+
+    async def post_forms(n: int) -> tuple[list[int], set[str]]:
+        statuses, answered_by = [], set()
+        # A new connection each time, as separate citizens' browsers make: the kernel spreads
+        # connections, not requests, over the processes.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            for i in range(n):
+                async with http.post(
+                    f"{first.url}/contact",
+                    json={
+                        "kind": "question",
+                        "message": f"Vraag {i} over het containerpark.",
+                        "email": f"burger{i}@example.be",
+                    },
+                ) as response:
+                    statuses.append(response.status)
+                async with http.get(f"{first.url}/metrics") as response:
+                    answered_by.add(started_at(await response.text()))
+        return statuses, answered_by
+
+    statuses, answered_by = await post_forms(24)
+    assert statuses == [201] * 24
+    assert len(answered_by) == 2, "the kernel sent every connection to one process"
+
+    # A rolling restart: one process stops, the other keeps taking every form.
+    first.proc.terminate()
+    assert await asyncio.wait_for(first.proc.wait(), 15) == 0
+    statuses, answered_by = await post_forms(8)
+    assert statuses == [201] * 8
+    assert len(answered_by) == 1
+    db = Database(postgres_database)
+    try:
+        assert await count(db, sa.select(sa.func.count()).select_from(TICKETS)) == 32
+    finally:
+        await db.close()
 
 
 @pytest.mark.postgres
