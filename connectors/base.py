@@ -136,6 +136,18 @@ class WindowClosed(SendError):
         self.waiting_for = waiting_for
 
 
+class CannotTell(Exception):
+    """The provider gives no way to ask whether a message it may have received went out.
+
+    Raised by ``Connector.find_sent``; the message then stays "delivery uncertain" for staff to
+    settle. Any other exception from ``find_sent`` means the look-up itself failed (the provider
+    answered 500, timed out) and may be tried again later. ``cannot_tell`` lets the dispatcher
+    recognise it without importing connectors.
+    """
+
+    cannot_tell = True
+
+
 class ChatReader(Protocol):
     """What a live chat reads back without writing: a visitor's conversation and the queue.
 
@@ -269,3 +281,21 @@ class Connector(abc.ABC):
     async def send(self, message: OutboundMessage) -> SendResult:
         """Deliver one outbound message; raise ``SendError`` when the provider fails."""
         raise SendError(f"the {self.channel.value} channel cannot send messages", permanent=True)
+
+    async def find_sent(
+        self, message: OutboundMessage, attempt_started_at: datetime
+    ) -> SendResult | None:
+        """Ask the provider whether a send that was interrupted or timed out went out after all.
+
+        Called for a message whose delivery is uncertain, with when its last provider call
+        started. Returns what the provider has when the message is there (its id, so later
+        delivery reports match), or None when it is safe to send it again: the provider shows
+        it never arrived, or a second copy is harmless on this channel.
+
+        Raises:
+            CannotTell: the provider gives no way to ask (the default); staff decide.
+            Exception: anything else means the look-up failed and may be tried again.
+        """
+        raise CannotTell(
+            f"the {self.channel.value} channel gives no way to ask whether a message arrived"
+        )

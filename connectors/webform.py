@@ -25,7 +25,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Capabilities, Connector, ConnectorContext
-from ingest.files import PHOTO_AND_PDF_TYPES, safe_filename, size_in_words
+from ingest.files import PHOTO_AND_PDF_TYPES, StorageFull, safe_filename, size_in_words
 from ingest.identity import InvalidIdentity, normalise_email, normalise_phone
 from ingest.model import (
     Attachment,
@@ -258,7 +258,17 @@ class WebFormConnector(Connector):
         if sub.fields.get("website"):
             # Honeypot filled in: a bot. Answer as if all went well, store nothing.
             return self._render("webform/message.html", title="Bedankt", text="Bedankt.")
-        message = await self._to_message(sub, request)
+        try:
+            message = await self._to_message(sub, request)
+        except StorageFull:
+            # The citizen is still here: better told now than a message without its photo.
+            return self._render(
+                "webform/message.html",
+                503,
+                title="Uw bericht is niet verstuurd",
+                text="We konden uw bestand nu niet bewaren. Uw bericht is NIET aangekomen. "
+                "Probeer het later opnieuw, of verstuur uw bericht zonder bestand.",
+            )
         if sub.errors or message is None:
             return self._form(422, values=sub.fields, errors=sub.errors)
         try:

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
-from inbox import contact_events, quarantine, stats, tickets, work
+from inbox import contact_events, quarantine, stats, tickets, uncertain, work
 from inbox.auth import STAFF, bearer_auth
 from inbox.errors import ApiError, BadRequestError, UnprocessableError
 from inbox.openapi import DEFAULT_LIMIT, MAX_LIMIT, PUBLIC_OPERATIONS, build_document
@@ -461,6 +461,22 @@ async def list_outbox(request: web.Request) -> web.Response:
     return _json(page)
 
 
+async def _settle(request: web.Request, decision: uncertain.Decision) -> web.Response:
+    async with _context(request).db.session() as session:
+        settled = await uncertain.settle_uncertain(
+            session, request[STAFF], _row_id(request), decision, utcnow()
+        )
+    return _json(settled.item)
+
+
+async def resend_outbox_message(request: web.Request) -> web.Response:
+    return await _settle(request, "resend")
+
+
+async def confirm_outbox_message(request: web.Request) -> web.Response:
+    return await _settle(request, "confirm")
+
+
 async def list_quarantine(request: web.Request) -> web.Response:
     ctx = _context(request)
     _only_known(request, ("state", "limit", "cursor"))
@@ -564,6 +580,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/tickets/{reference}/details", change_ticket_details),
     ("POST", "/tickets/{reference}/merge", merge_ticket),
     ("GET", "/outbox", list_outbox),
+    ("POST", r"/outbox/{id:\d+}/resend", resend_outbox_message),
+    ("POST", r"/outbox/{id:\d+}/confirm", confirm_outbox_message),
     ("GET", "/quarantine", list_quarantine),
     ("GET", r"/quarantine/{id:\d+}/raw", download_quarantined),
     ("POST", r"/quarantine/{id:\d+}/retry", retry_quarantined),

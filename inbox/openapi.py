@@ -30,6 +30,7 @@ from inbox.schemas import (
     MergeRequest,
     MessageOut,
     NoteRequest,
+    OutboxItem,
     OutboxPage,
     QuarantinePage,
     ReplyRequest,
@@ -138,6 +139,17 @@ CONTACT_EVENT_ID = Param(
     location="path",
     required=True,
 )
+OUTBOX_ID = Param(
+    "id",
+    "The outbox row's id (a message's outbox.id, or an id from GET /outbox).",
+    {"type": "integer", "minimum": 1},
+    location="path",
+    required=True,
+)
+_SETTLE_ERRORS = {
+    404: "No outbox row with this id, or its ticket is outside your departments.",
+    409: "The message's delivery is not uncertain (code not_uncertain); nothing was changed.",
+}
 TICKET_ERRORS = (404,)
 WRITE_ERRORS = (400, 404, 409, 422)
 
@@ -349,6 +361,34 @@ OPERATIONS: tuple[Operation, ...] = (
             CURSOR,
         ),
         errors=(400, 403),
+    ),
+    Operation(
+        "POST",
+        "/outbox/{id}/resend",
+        "resend_outbox_message",
+        "outbox",
+        "Send a message whose delivery is uncertain again",
+        OutboxItem,
+        description="No body. For a message in state 'uncertain' only (its send was interrupted "
+        "or timed out, and the provider could not tell whether it arrived): it goes back to "
+        "'pending' and is sent as usual. The ticket's history records who decided.",
+        params=(OUTBOX_ID,),
+        errors=(404, 409),
+        error_descriptions=_SETTLE_ERRORS,
+    ),
+    Operation(
+        "POST",
+        "/outbox/{id}/confirm",
+        "confirm_outbox_message",
+        "outbox",
+        "Record that a message whose delivery is uncertain arrived",
+        OutboxItem,
+        description="No body. For a message in state 'uncertain' only: it becomes 'sent' "
+        "without being sent again (say, the citizen confirmed they got it). The ticket's "
+        "history records who decided.",
+        params=(OUTBOX_ID,),
+        errors=(404, 409),
+        error_descriptions=_SETTLE_ERRORS,
     ),
     Operation(
         "GET",

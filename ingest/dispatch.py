@@ -13,6 +13,15 @@ is a time-out while connecting: nothing was sent, so it is retried like a refuse
 Connectors wrap their client library's error in a ``SendError``; the dispatcher reads the chain
 of causes (see ``maybe_delivered``). Every other failure is retried with back-off.
 
+An ``uncertain`` row is then reconciled with the provider (``_reconcile``): the channel's
+connector is asked once whether the message is there (``find_sent``). Found: the row is ``sent``
+with the provider's id, so later delivery reports match. Safe to send again (the provider shows
+no such message, or a second copy is harmless, as e-mail's is with the same Message-ID): back to
+``pending``. The provider gives no way to ask: it stays ``uncertain`` and staff decide in the
+inbox. A look-up that fails is tried again with back-off, ``lookup_attempts`` times at most. A
+row that timed out is first looked up a send time-out later, so a request still on its way is
+not taken for one that never left.
+
 Rows for a channel that has no working connector stay ``pending`` with a reason that says so;
 they go out once the channel is configured.
 
@@ -77,12 +86,26 @@ DISPATCHED = Counter(
     "Outbound send attempts by channel and outcome.",
     ["channel", "outcome"],
 )
+RECONCILED = Counter(
+    "meldpunt_outbox_reconciliations_total",
+    "Uncertain sends settled, by channel and outcome: found, not_sent (sent again), "
+    "cannot_tell, lookup_failed (asked again later), resent_by_staff, confirmed_by_staff.",
+    ["channel", "outcome"],
+)
 
 
 class Sender(Protocol):
     """What the dispatcher needs of a connector."""
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
+
+
+class Reconciler(Protocol):
+    """What the dispatcher asks of a connector about an uncertain send (``connectors.base``)."""
+
+    async def find_sent(
+        self, message: OutboundMessage, attempt_started_at: datetime
+    ) -> SendResult | None: ...
 
 
 class _WindowClosed(Protocol):
@@ -107,6 +130,8 @@ class DispatchPolicy:
     backoff_max_seconds: float = 3600.0
     send_timeout_seconds: float = 60.0
     batch: int = 50
+    # How often the provider is asked about an uncertain send when the look-up itself fails.
+    lookup_attempts: int = 4
 
 
 # Client-library errors that mean no connection was ever made, so no request can have gone out.
@@ -212,9 +237,11 @@ class Dispatcher:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def run_once(self) -> int:
-        """One pass: settle stale claims, explain waiting rows, send what is due. Returns sends."""
+        """One pass: settle stale claims, reconcile uncertain sends, explain waiting rows, send
+        what is due. Returns sends."""
         now = self._clock()
         await self._settle_interrupted(now)
+        await self._reconcile(now)
         await self._explain_waiting()
         claimed = await self._claim(now)
         for row in claimed:
@@ -243,7 +270,8 @@ class Dispatcher:
                             OUTBOX.c.attempt_started_at.is_not(None),
                             OUTBOX.c.attempt_started_at < stale,
                         )
-                        .values(state=UNCERTAIN, reason=reason)
+                        # Stale already: the provider can be asked right away.
+                        .values(state=UNCERTAIN, reason=reason, lookups=0, next_attempt_at=now)
                         .returning(OUTBOX.c.message_id)
                     )
                 )
@@ -276,6 +304,158 @@ class Dispatcher:
             log.warning("outbox rows marked uncertain", count=len(uncertain))
         if released:
             log.info("claimed outbox rows never sent, pending again", count=len(released))
+
+    async def _reconcile(self, now: datetime) -> None:
+        """Ask the provider about each due ``uncertain`` row, and settle what it answers."""
+        if not self._senders:
+            return
+        # Held by this worker while it asks; another worker leaves the row alone meanwhile.
+        lease = now + timedelta(seconds=self._policy.send_timeout_seconds * 2)
+        async with self._engine.begin() as conn:
+            due = (
+                (
+                    await conn.execute(
+                        sa.select(OUTBOX.c.id)
+                        .where(
+                            OUTBOX.c.state == UNCERTAIN,
+                            OUTBOX.c.recipient.is_not(None),
+                            OUTBOX.c.channel.in_([c.value for c in self._senders]),
+                            OUTBOX.c.lookups < self._policy.lookup_attempts,
+                            OUTBOX.c.next_attempt_at <= now,
+                        )
+                        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
+                        .limit(self._policy.batch)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not due:
+                return
+            await conn.execute(
+                sa.update(OUTBOX).where(OUTBOX.c.id.in_(due)).values(next_attempt_at=lease)
+            )
+            rows = (
+                await conn.execute(
+                    sa.select(OUTBOX, TICKETS.c.reference, TICKETS.c.department)
+                    .join(TICKETS, TICKETS.c.id == OUTBOX.c.ticket_id)
+                    .where(OUTBOX.c.id.in_(due))
+                    .order_by(OUTBOX.c.id)
+                )
+            ).all()
+        for row in rows:
+            await self._look_up(row._mapping, lease)
+
+    async def _look_up(self, r: sa.RowMapping, lease: datetime) -> None:
+        channel = Channel(str(r["channel"]))
+        name = channel_name(channel)
+        started = r["attempt_started_at"] or r["claimed_at"] or r["created_at"]
+        message = OutboundMessage(
+            outbox_id=int(r["id"]),
+            channel=channel,
+            recipient=str(r["recipient"]),
+            text=str(r["body"]),
+            subject=r["subject"],
+            ticket_reference=r["reference"],
+            department=r["department"],
+            automatic=r["purpose"] != "reply",
+            choices=tuple(r["choices"] or ()),
+        )
+        finder = getattr(self._senders[channel], "find_sent", None)
+        outcome: str
+        values: dict[str, object]
+        delivery: str | None = None
+        external_id: str | None = None
+        try:
+            if finder is None:
+                raise _NoLookup
+            async with asyncio.timeout(self._policy.send_timeout_seconds):
+                found = await cast(Reconciler, self._senders[channel]).find_sent(message, started)
+        except Exception as exc:
+            if isinstance(exc, _NoLookup) or getattr(exc, "cannot_tell", False):
+                outcome = "cannot_tell"
+                values = {
+                    "lookups": self._policy.lookup_attempts,
+                    "reason": (
+                        f"{str(r['reason'] or 'the send was interrupted').rstrip('.')}. {name} "
+                        "gives no way to check whether it arrived: ask the citizen if needed, "
+                        "then choose 'send again' or 'it arrived'"
+                    )[-2000:],
+                }
+            else:
+                lookups = int(r["lookups"]) + 1
+                error = _describe(exc)
+                outcome = "lookup_failed"
+                if lookups >= self._policy.lookup_attempts:
+                    values = {
+                        "lookups": lookups,
+                        "reason": (
+                            f"{name} could not be asked whether the message arrived "
+                            f"({lookups} tries, last: {error}); ask the citizen if needed, "
+                            "then choose 'send again' or 'it arrived'"
+                        )[:2000],
+                    }
+                else:
+                    when = self._clock() + backoff(
+                        lookups, self._policy.backoff_seconds, self._policy.backoff_max_seconds
+                    )
+                    values = {
+                        "lookups": lookups,
+                        "next_attempt_at": when,
+                        "reason": (
+                            f"delivery uncertain; asking {name} whether it arrived failed "
+                            f"({error}), asking again at {when.isoformat(timespec='minutes')}"
+                        )[:2000],
+                    }
+        else:
+            now = self._clock()
+            if found is not None:
+                outcome = "found"
+                values = {
+                    "state": SENT,
+                    "provider_id": found.provider_id,
+                    "sent_at": now,
+                    "reason": None,
+                }
+                delivery, external_id = found.status.value, found.provider_id
+            else:
+                outcome = "not_sent"
+                values = {
+                    "state": PENDING,
+                    "next_attempt_at": now,
+                    "claimed_at": None,
+                    "attempt_started_at": None,
+                    "lookups": 0,
+                    "reason": f"checked after the send in doubt: safe to send again by {name}",
+                }
+                delivery = PENDING
+        async with self._engine.begin() as conn:
+            settled = await conn.execute(
+                sa.update(OUTBOX)
+                # Staff may have settled it meanwhile: then theirs stands.
+                .where(
+                    OUTBOX.c.id == r["id"],
+                    OUTBOX.c.state == UNCERTAIN,
+                    OUTBOX.c.next_attempt_at == lease,
+                )
+                .values(**values)
+            )
+            if settled.rowcount != 1:
+                return
+            if delivery is not None:
+                await conn.execute(
+                    sa.update(MESSAGES)
+                    .where(MESSAGES.c.id == r["message_id"])
+                    .values(
+                        delivery_status=delivery,
+                        **({"external_id": external_id} if external_id else {}),
+                    )
+                )
+        RECONCILED.labels(channel.value, outcome).inc()
+        log.info(
+            "uncertain send looked up", outbox_id=r["id"], channel=channel.value, outcome=outcome
+        )
 
     async def _explain_waiting(self) -> None:
         configured = [c.value for c in self._senders]
@@ -639,11 +819,13 @@ class Dispatcher:
             f"the provider did not answer in time ({error}); the message may or may not have "
             "arrived, so it is not sent again automatically"
         )
+        # Asked about only a send time-out later: a request still under way may yet arrive.
+        check_at = self._clock() + timedelta(seconds=self._policy.send_timeout_seconds)
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(OUTBOX)
                 .where(OUTBOX.c.id == r["id"])
-                .values(state=UNCERTAIN, reason=reason[:2000])
+                .values(state=UNCERTAIN, reason=reason[:2000], lookups=0, next_attempt_at=check_at)
             )
             await conn.execute(
                 sa.update(MESSAGES)
@@ -682,6 +864,10 @@ class Dispatcher:
         log.warning(
             "send failed", outbox_id=r["id"], channel=r["channel"], final=final, error=error
         )
+
+
+class _NoLookup(Exception):
+    """The sender has no ``find_sent`` at all."""
 
 
 def _describe(exc: BaseException) -> str:

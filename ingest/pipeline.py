@@ -20,7 +20,7 @@ import nh3
 import sqlalchemy as sa
 import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ingest.acknowledge import Acknowledgement, AckRequest, minimal_acknowledgement
@@ -329,6 +329,18 @@ class Intake:
                     await self._quarantine(item, exc)
                     return
             except Exception as exc:
+                if _unavailable(exc):
+                    # The database, not the message: the sender is told to try again (quarantine
+                    # is for messages that cannot be stored, and could not be written either).
+                    log.warning(
+                        "intake could not reach the database",
+                        channel=item.msg.channel.value,
+                        error=f"{type(exc).__name__}: {exc}"[:500],
+                    )
+                    INTAKE_MESSAGES.labels(item.msg.channel.value, "unavailable").inc()
+                    if not item.future.done():
+                        item.future.set_exception(IntakeUnavailable(str(exc)))
+                    return
                 await self._quarantine(item, exc)
                 return
             else:
@@ -618,6 +630,14 @@ class Intake:
         now = self._clock()
         async with self._engine.begin() as conn:
             return await _persist(conn, msgs, now, self._rules(), self._policy)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be used (down, restarting, locked, out of
+    connections) rather than that this message could not be stored."""
+    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _normalised(msg: InboundMessage, prefix: str) -> InboundMessage:

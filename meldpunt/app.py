@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from connectors import REGISTRY
 from connectors.base import Connector, ConnectorContext
 from connectors.email.connector import EmailConnector
+from connectors.webchat.connector import WebChatConnector
 from inbox.api import ApiContext, create_api
 from inbox.quarantine import RetryHook
 from inbox.survey_page import SurveyPage
@@ -47,6 +48,7 @@ from store.cursors import DatabaseCursors
 from store.db import Database
 from store.leases import Leases, hold
 from store.migrate import check_schema_current, current_revision, upgrade
+from store.presence import DatabasePresence
 
 log = structlog.get_logger("meldpunt")
 
@@ -205,6 +207,12 @@ async def readyz(request: web.Request) -> web.Response:
     for connector in unique(runtime.connectors):
         # Reported, not counted against readiness: the other channels keep working meanwhile.
         checks.update(connector.health())
+    # Reported, not counted either: with the disk full, messages without files are still
+    # stored on every channel, while one with a file is refused (its sender, or the mailbox,
+    # keeps it) and taken once there is room. An unready process would refuse them all.
+    # Named only when something is wrong, as the rules are.
+    if (attachments := runtime.files.health()) != "ok":
+        checks["attachments storage"] = attachments
     ready = checks["database"] == "ok" and checks["intake"] == "ok"
     return web.json_response(
         {
@@ -470,6 +478,12 @@ def create_app(
             connector.read_mailboxes = background
             connector.exclusive = partial(
                 hold, runtime.leases, ttl=timedelta(seconds=lease_seconds)
+            )
+        elif isinstance(connector, WebChatConnector) and db.dialect == "postgresql":
+            # Several processes may run: a visitor's socket is in one web process, the answer
+            # may be sent by another (a worker). SQLite runs one process: nothing to share.
+            connector.share(
+                DatabasePresence(db.engine, runtime.leases.holder), sockets=role != "worker"
             )
 
     webform = settings.channels.webform

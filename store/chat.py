@@ -28,8 +28,9 @@ from ingest.chat import (
     inbound_line_id,
     outbound_line_id,
 )
-from ingest.model import Channel, IdentityKind, TicketStatus
+from ingest.model import Channel, DeliveryStatus, IdentityKind, TicketStatus
 from store.models import AttachmentRow, ContactIdentity, Message, OutboxRow, Ticket, table_of
+from store.outbox import SENT
 
 TICKETS = table_of(Ticket)
 MESSAGES = table_of(Message)
@@ -41,6 +42,8 @@ WEBCHAT = Channel.WEBCHAT.value
 # Not resolved or closed: a member of staff may still answer.
 _UNRESOLVED = (TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value)
 REPLY_PURPOSE = "reply"
+# Delivery states past "sent": the visitor has it (``ingest.model.DeliveryStatus``).
+_DELIVERED = frozenset({DeliveryStatus.DELIVERED.value, DeliveryStatus.READ.value})
 
 
 class DatabaseChats:
@@ -175,6 +178,36 @@ class DatabaseChats:
                 current = positions[visitor]
                 positions[visitor] = int(position) if current is None else min(current, position)
         return positions
+
+    async def sent_since(
+        self, visitor_ids: Collection[str], since: datetime
+    ) -> list[tuple[str, int, bool]]:
+        """Chat answers sent to these visitors at ``since`` or later, oldest first.
+
+        Each as (visitor, outbox id, delivered): a web process reads it for the visitors whose
+        sockets it holds, to push what another process sent and it missed the notice of, and to
+        mark delivered what it pushed. Only rows the dispatcher finished (``sent``) count.
+        """
+        keys = {conversation_key(v): v for v in visitor_ids}
+        if not keys:
+            return []
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(TICKETS.c.conversation, OUTBOX.c.id, MESSAGES.c.delivery_status)
+                .join(TICKETS, TICKETS.c.id == OUTBOX.c.ticket_id)
+                .join(MESSAGES, MESSAGES.c.id == OUTBOX.c.message_id)
+                .where(
+                    TICKETS.c.conversation.in_(keys),
+                    OUTBOX.c.channel == WEBCHAT,
+                    OUTBOX.c.state == SENT,
+                    OUTBOX.c.sent_at >= since,
+                )
+                .order_by(OUTBOX.c.sent_at, OUTBOX.c.id)
+            )
+            return [
+                (keys[conversation], int(outbox_id), status in _DELIVERED)
+                for conversation, outbox_id, status in rows
+            ]
 
     async def attachment(self, visitor_id: str, attachment_id: int) -> ChatFile | None:
         """A file of the visitor's conversation (theirs or staff's), or None when it is not."""

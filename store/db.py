@@ -26,6 +26,7 @@ class DatabaseUrlError(ValueError):
 
 
 SUPPORTED = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql"}
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def normalise_url(url: str) -> str:
@@ -75,7 +76,12 @@ class Database:
         else:
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 10
+            # A server restart leaves every pooled connection dead: each is tested as it is
+            # taken, and replaced, so no request after the restart meets a dead one.
             kwargs["pool_pre_ping"] = True
+            # While the server is down, fail in seconds (the webhook answers 503 and the
+            # provider retries) instead of asyncpg's default minute per connection attempt.
+            kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)

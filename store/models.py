@@ -80,6 +80,9 @@ class Ticket(SQLModel, table=True):
         sa.Index("ix_tickets_created_at", "created_at", "id"),
         sa.Index("ix_tickets_updated_at", "updated_at", "id"),
         sa.Index("ix_tickets_department_updated_at", "department", "updated_at"),
+        # A department's or a channel's tickets already in the list's order (migration 0013).
+        sa.Index("ix_tickets_department_created_at", "department", "created_at", "id"),
+        sa.Index("ix_tickets_origin_channel_created_at", "origin_channel", "created_at", "id"),
         # The counts of open work per view, read from the index alone.
         sa.Index(
             "ix_tickets_open_work",
@@ -96,11 +99,11 @@ class Ticket(SQLModel, table=True):
     reference: str = Field(max_length=32, unique=True)
     kind: str = Field(max_length=16, index=True)
     status: str = Field(max_length=16, index=True)
-    department: str = Field(max_length=64, index=True)
+    department: str = Field(max_length=64)
     assignee_id: int | None = Field(default=None, foreign_key="users.id", index=True)
     priority: str = Field(max_length=16, default="normal")
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    origin_channel: str = Field(max_length=16, index=True)
+    origin_channel: str = Field(max_length=16)
     contact_id: int = Field(foreign_key="contacts.id", index=True)
     reply_channel: str | None = Field(default=None, max_length=16)
     reply_address: str | None = Field(default=None, max_length=320)
@@ -308,6 +311,11 @@ class OutboxRow(SQLModel, table=True):
     provider_id: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    # Failed look-ups at the provider for an ``uncertain`` row (``ingest.dispatch``): bounded,
+    # then staff decide. Back to 0 whenever the row becomes uncertain again.
+    lookups: int = Field(
+        default=0, sa_column=Column(sa.Integer, nullable=False, default=0, server_default="0")
+    )
     # Answers the citizen can tap (a survey's 1-5) on channels with buttons; the text of the
     # chosen button comes back as their message. Null: none.
     choices: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
@@ -399,6 +407,22 @@ class Lease(SQLModel, table=True):
     holder: str = Field(max_length=200)
     acquired_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ChatPresence(SQLModel, table=True):
+    """A web chat visitor with a socket open in one process, or just gone (``store/presence.py``).
+
+    The process that holds the socket renews ``expires_at`` on a short heartbeat; when the
+    visitor's last socket there closes, ``connected`` turns false and the row lasts the grace of
+    a page load. A row past ``expires_at`` (its process died) counts for nothing.
+    """
+
+    __tablename__ = "chat_presence"
+
+    visitor: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(primary_key=True, max_length=200)
+    connected: bool
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
 
 
 # Full-text search (migration 0006) lives outside the models: SQLite's FTS5 tables (with their

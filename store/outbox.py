@@ -9,8 +9,10 @@ Rows move ``pending`` → ``sending`` (claimed in a batch, committed) → ``sent
 ``waiting`` for the citizen to write again. Just before a row's own provider call its
 ``attempt_started_at`` is set and committed. A row found ``sending`` with it set after a crash,
 or whose send timed out after the request may have gone out, may or may not have reached the
-provider; it is marked ``uncertain`` for staff to decide, never sent again on its own. A row
-claimed but never started goes back to ``pending``.
+provider; it is marked ``uncertain`` and never sent again blindly: the dispatcher asks the
+channel's provider about it (found: ``sent``; safe to send again: ``pending``), and what the
+provider cannot tell, staff settle in the inbox ("send again" or "it arrived"). A row claimed but
+never started goes back to ``pending``.
 """
 
 from __future__ import annotations

@@ -91,6 +91,10 @@ FETCH_BUDGET_BYTES: Final = 16 * 1024 * 1024
 # cancelling run() or calling close() waits for the connection.
 IDLE_CHECK_SECONDS: Final = 1.0
 IDLE_RENEW_SECONDS: Final = 25 * 60.0
+# The longest back-off after a failure on meldpunt's side (the database or the attachment storage
+# refused a mail): the server is not to blame and is asked little (a SELECT and the mail again), so
+# mail catches up within seconds once the database is back or the disk has room again.
+LOCAL_RETRY_MAX_SECONDS: Final = 10.0
 LOGOUT_TIMEOUT_SECONDS: Final = 5.0
 
 _FailureReason = Literal["login", "connection", "protocol", "deliver", "cursor", "unexpected"]
@@ -107,7 +111,14 @@ _CONTENT_FIELDS: Final = frozenset({b"content-type", b"content-transfer-encoding
 
 
 class DeliveryFailed(Exception):
-    """``deliver`` raised for a mail: it stays on the server unmarked; the cursor stops there."""
+    """``deliver`` raised for a mail: it stays on the server unmarked; the cursor stops there.
+
+    That includes a full attachment storage (``ingest.files.StorageFull``). Such a mail is left
+    on the server rather than imported with its file noted as not kept: until the disk has room
+    the mailbox holds the only complete copy, and marking the mail done would leave staff a
+    ticket whose file exists nowhere they can reach. Its text waits at most a few seconds longer
+    than the disk (``LOCAL_RETRY_MAX_SECONDS``), and mails without files are imported meanwhile.
+    """
 
     def __init__(self, uid: int) -> None:
         super().__init__(f"storing the mail with UID {uid} failed")
@@ -581,8 +592,11 @@ class MailboxReader:
     async def _back_off(self) -> None:
         failures = max(self.status.consecutive_failures, 1)
         delay = self._retry_initial * 2 ** min(failures - 1, 30)
+        ceiling = self._retry_max
+        if self._last_reason in ("deliver", "cursor"):
+            ceiling = min(ceiling, max(self._retry_initial, LOCAL_RETRY_MAX_SECONDS))
         # Jitter keeps many mailboxes on one server from reconnecting in the same instant.
-        delay = min(self._retry_max, delay * random.uniform(0.8, 1.2))  # noqa: S311 - not crypto
+        delay = min(ceiling, delay * random.uniform(0.8, 1.2))  # noqa: S311 - not crypto
         self.status.state = "retrying"
         self._log.warning(
             f"{_WHAT[self._last_reason]}; retrying in {_seconds(delay)}",

@@ -62,7 +62,7 @@ from connectors.messenger.signature import (
     handshake_challenge,
     signature_valid,
 )
-from ingest.files import safe_filename
+from ingest.files import STORAGE_FULL, StorageFull, safe_filename
 from ingest.model import (
     Attachment,
     Channel,
@@ -315,7 +315,11 @@ class MessengerConnector(Connector):
                         return removed(content_type, len(data), f"larger than {limit} bytes")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return removed(guessed, 0, f"could not be downloaded from Meta ({type(exc).__name__})")
-        sha256 = await self.context.files.put(bytes(data))
+        try:
+            sha256 = await self.context.files.put(bytes(data))
+        except StorageFull:
+            # The text is kept rather than the whole delivery refused for a file.
+            return removed(content_type, len(data), STORAGE_FULL)
         return Attachment(filename(content_type), content_type, len(data), sha256)
 
     # --- outbound ---------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from connectors.telegram.parse import (
     update_type,
 )
 from connectors.telegram.welcome import label, prompt, welcome
+from ingest.files import STORAGE_FULL, StorageFull
 from ingest.identity import InvalidIdentity
 from ingest.model import (
     Attachment,
@@ -329,7 +330,11 @@ class TelegramConnector(Connector):
             return removed(ref.size or 0, "Telegram gave no path to download it from")
         if len(data) > limit:
             return removed(len(data), f"larger than {limit} bytes")
-        sha256 = await self.context.files.put(bytes(data))
+        try:
+            sha256 = await self.context.files.put(bytes(data))
+        except StorageFull:
+            # The text is kept rather than the whole update refused for a file.
+            return removed(len(data), STORAGE_FULL)
         return Attachment(ref.filename, ref.content_type, len(data), sha256)
 
     async def _on_button(self, client: BotClient, update: Update, raw: RawPayload) -> None:

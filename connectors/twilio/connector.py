@@ -8,6 +8,13 @@ state change, in no guaranteed order. WhatsApp only accepts a free-form message 
 of the citizen's last one; after that only an approved template (a Content SID) goes through,
 and Twilio refuses free-form text with error 63016. The phone line's webhooks are in
 ``voice.py``; answers to a call go out by SMS through this connector.
+
+A send in doubt (interrupted, or timed out) is looked up in the Messages list resource, filtered
+by ``To``, ``From`` and ``DateSent>=`` (a day, in GMT; the list is newest first and paged with
+``next_page_uri``). Caveat: the filter is on ``date_sent``, which Twilio fills in once the message
+leaves its queue, so a message still queued may not be listed yet; the dispatcher asks only well
+after the send started. A WhatsApp answer replaced by the approved template is not found by its
+text; it is then sent again, and the window is checked again first.
 """
 
 from __future__ import annotations
@@ -28,8 +35,16 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
-from connectors.base import Capabilities, Connector, ConnectorContext, SendError, WindowClosed
+from connectors.base import (
+    CannotTell,
+    Capabilities,
+    Connector,
+    ConnectorContext,
+    SendError,
+    WindowClosed,
+)
 from connectors.twilio.messaging import (
+    STATUS,
     WHATSAPP_PREFIX,
     Media,
     NotAMessage,
@@ -43,6 +58,7 @@ from connectors.twilio.messaging import (
 from connectors.twilio.options import TwilioOptions
 from connectors.twilio.signature import SignatureCheck
 from connectors.twilio.voice import VoiceLine
+from ingest.files import STORAGE_FULL, StorageFull
 from ingest.identity import InvalidIdentity, normalise_phone
 from ingest.model import (
     Attachment,
@@ -69,6 +85,13 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 # Clocks and queues differ a little: a reply at 23 h 59 would still be refused.
 WINDOW_MARGIN = timedelta(minutes=5)
 OUTSIDE_WINDOW = 63016
+# Our clock and Twilio's differ a little, and date_created has whole seconds only: a message
+# created this long before our attempt started still counts as that attempt's.
+CLOCK_SKEW = timedelta(seconds=60)
+# How many of the citizen's messages since that day are read, newest first, at most, and how
+# many per page. No citizen gets that many from the town in a day or two.
+LOOKUP_LIMIT = 1000
+LOOKUP_PAGE = 100
 # 4xx answers that retrying can fix: rate limits, time-outs and credentials an operator corrects.
 _RETRYABLE_HTTP = {401, 403, 408, 429}
 
@@ -258,7 +281,11 @@ class TwilioConnector(Connector):
                         return removed(len(data), f"larger than {limit} bytes")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return removed(0, f"could not be downloaded from Twilio ({type(exc).__name__})")
-        sha256 = await self.context.files.put(bytes(data))
+        try:
+            sha256 = await self.context.files.put(bytes(data))
+        except StorageFull:
+            # Twilio does not send the message again: the text is kept, the file noted.
+            return removed(len(data), STORAGE_FULL)
         return Attachment(filename, content_type, len(data), sha256)
 
     async def on_status(self, request: web.Request) -> web.StreamResponse:
@@ -331,6 +358,57 @@ class TwilioConnector(Connector):
                 await self._window_closed(message, to, from_, now)
             raise
         return SendResult(provider_id=str(created.sid), status=DeliveryStatus.SENT)
+
+    async def find_sent(
+        self, message: OutboundMessage, attempt_started_at: datetime
+    ) -> SendResult | None:
+        """The message Twilio created for this send, if any, found by number, sender and text.
+
+        Among the messages from our number to the citizen's since the attempt's day, the
+        earliest one created no earlier than the attempt (less ``CLOCK_SKEW``) with exactly this
+        text is it; its sid is then recorded, so Twilio's status callbacks match. None: Twilio
+        has no such message, so sending it again is safe.
+
+        Raises:
+            CannotTell: no Twilio number is configured for the channel any more.
+            SendError: Twilio could not be asked (an error answer, a time-out).
+        """
+        channel = message.channel
+        sender = self._sender(channel)
+        if not sender:
+            raise CannotTell(f"no Twilio number is configured for {channel.value} any more")
+        if self._client is None:
+            raise SendError("the Twilio client is not running (the service is stopping)")
+        to, from_ = self._address(channel, message.recipient), self._address(channel, sender)
+        since = attempt_started_at - CLOCK_SKEW
+        try:
+            async with asyncio.timeout(self.options.timeout_seconds):
+                listed = await self._client.messages.list_async(
+                    to=to,
+                    from_=from_,
+                    # Sent as DateSent>=YYYY-MM-DD, the form Twilio documents.
+                    date_sent_after=since.strftime("%Y-%m-%d"),
+                    limit=LOOKUP_LIMIT,
+                    page_size=LOOKUP_PAGE,
+                )
+        except TwilioRestException as exc:
+            raise SendError(f"Twilio's message list answered HTTP {exc.status}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SendError(f"Twilio could not be reached ({type(exc).__name__})") from exc
+        matches = [
+            m
+            for m in listed
+            if m.body == message.text
+            and m.to == to
+            and m.from_ == from_
+            and m.date_created is not None
+            and m.date_created >= since
+        ]
+        if not matches:
+            return None
+        first = min(matches, key=lambda m: m.date_created)
+        status = STATUS.get(str(first.status or ""), DeliveryStatus.SENT)
+        return SendResult(provider_id=str(first.sid), status=status)
 
     async def _window_closed(
         self, message: OutboundMessage, to: str, from_: str, now: datetime

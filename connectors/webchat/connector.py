@@ -11,6 +11,11 @@ visitor whose last socket closed less than ``grace_seconds`` ago (a page load) f
 transcript when the widget reconnects; a visitor who has left makes the send raise
 ``WindowClosed``, so the dispatcher sends the answer to the e-mail address or phone number they
 left, or parks it until they write in the chat again.
+
+With several processes (``share``), each records its visitors in a shared presence, so the
+process that sends (a worker) knows the visitor is still in the chat elsewhere: the answer is
+``sent``, a notice goes out, and the process holding the visitor's sockets pushes it and marks
+it delivered. A notice that got lost is made up for by a read every ``CATCH_UP_SECONDS``.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.resources import files as package_files
 from importlib.resources.abc import Traversable
 from pathlib import PurePath
@@ -36,6 +41,7 @@ from prometheus_client import Counter, Gauge
 from connectors.base import Capabilities, Connector, ConnectorContext, WindowClosed
 from connectors.webchat.limits import Rate, TokenBuckets, client_address, parse_networks
 from connectors.webchat.options import WebChatOptions, web_origin
+from connectors.webchat.presence import Notice, SharedPresence, decode_notice
 from connectors.webchat.protocol import (
     EXTENSIONS,
     LANGUAGES,
@@ -67,12 +73,13 @@ from ingest.chat import (
     inbound_line_id,
     outbound_line_id,
 )
-from ingest.files import safe_filename
+from ingest.files import StorageFull, safe_filename
 from ingest.identity import InvalidIdentity, normalise_email, normalise_phone
 from ingest.model import (
     Attachment,
     Channel,
     ContactRef,
+    DeliveryReport,
     DeliveryStatus,
     Identity,
     IdentityKind,
@@ -109,8 +116,23 @@ TRANSCRIPT_LINES = 200
 INLINE_TYPES = frozenset(EXTENSIONS)
 CONTACT_EVENT = "contact_details_left"
 FALLBACK = (Channel.EMAIL, Channel.SMS)
+# With several processes (``share``): how often this process renews the presence of its
+# visitors, and how long a row lasts unrenewed (a process that died stops counting after it).
+PRESENCE_HEARTBEAT_SECONDS = 5.0
+PRESENCE_TTL = timedelta(seconds=20)
+# How often answers sent elsewhere are looked for, in case their notice was lost.
+CATCH_UP_SECONDS = 2.0
+# After a notice, how long to let the sender's dispatcher record the send before marking it
+# delivered (it is pushed at once).
+SETTLE_SECONDS = 0.25
+# Answers sent this long before a widget's welcome are looked at too: hosts' clocks differ a little.
+CATCH_UP_MARGIN = timedelta(seconds=60)
 
 SOCKETS = Gauge("meldpunt_webchat_sockets", "Open web chat sockets in this process.")
+CAUGHT_UP = Counter(
+    "meldpunt_webchat_caught_up_total",
+    "Answers sent by another process and pushed here without their notice (it was lost).",
+)
 REFUSED = Counter(
     "meldpunt_webchat_refused_total",
     "Web chat frames and uploads refused, by reason.",
@@ -141,6 +163,13 @@ class _Socket:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Set once the welcome went out: nothing may reach the widget before it.
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # When its welcome's transcript was read (None before): answers sent later are pushed.
+    since: datetime | None = None
+    # Line ids the widget has (its transcript, its own messages, lines pushed live), and those
+    # pushed live: a line that reaches this process twice (a notice and the catch-up read, or
+    # its own notice back) is pushed once.
+    seen: set[str] = field(default_factory=set)
+    pushed: set[str] = field(default_factory=set)
 
     @property
     def author(self) -> _Author:
@@ -197,6 +226,15 @@ class WebChatConnector(Connector):
         self._open: bool | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Across processes (``share``); None: this process is the only one.
+        self.shared: SharedPresence | None = None
+        self._serves_sockets = False
+        self._follow = asyncio.Event()
+        self._shared_tasks: list[asyncio.Task[None]] = []
+        self._presence_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._reported: set[str] = set()
 
     def routes(self) -> Sequence[web.RouteDef]:
         return [
@@ -207,20 +245,50 @@ class WebChatConnector(Connector):
             web.get(WIDGET_PATH, self.on_widget),
         ]
 
+    def share(self, presence: SharedPresence, *, sockets: bool) -> None:
+        """Work alongside other processes of the same service (PostgreSQL, ``--role``).
+
+        ``presence`` is shared by all of them. ``sockets``: this process serves the chat's
+        sockets (a web process), so it records its visitors there and listens for answers the
+        others send; a worker only asks whether a visitor is present somewhere.
+        """
+        self.shared = presence
+        self._serves_sockets = sockets
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._refresh_loop(), name="meldpunt-webchat-refresh")
+        if self.shared is not None and self._serves_sockets:
+            self._shared_tasks = [
+                asyncio.create_task(self._follow_loop(), name="meldpunt-webchat-follow"),
+                asyncio.create_task(
+                    self.shared.listen(self._on_notice, self._follow.set),
+                    name="meldpunt-webchat-listen",
+                ),
+            ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        tasks = [
+            *([self._task] if self._task is not None else []),
+            *self._shared_tasks,
+            *self._background,
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task, self._shared_tasks = None, []
         sockets = [s for group in self._sockets.values() for s in group]
+        visitors = list(self._sockets)
         await asyncio.gather(
             *(s.ws.close(code=1001, message=b"meldpunt is restarting") for s in sockets),
             return_exceptions=True,
         )
+        if self.shared is not None and self._serves_sockets and visitors:
+            # The widgets reconnect, maybe to another process: a page load's grace.
+            try:
+                await self.shared.gone(visitors, timedelta(seconds=self.options.grace_seconds))
+            except Exception:
+                log.exception("web chat: presence not given up; it expires")
 
     # --- who is here --------------------------------------------------------------------------
 
@@ -271,8 +339,11 @@ class WebChatConnector(Connector):
         socket = await self._hello(ws, address)
         if socket is None:
             return ws
+        first = not self._sockets.get(socket.visitor)
         self._join(socket)
         try:
+            if first:
+                await self._share_presence(socket.visitor)
             await self._welcome(socket)
             async for frame in ws:
                 if frame.type is WSMsgType.TEXT:
@@ -281,6 +352,8 @@ class WebChatConnector(Connector):
                     await self._error(socket, "bad_frame")
         finally:
             self._leave(socket)
+            if socket.visitor not in self._sockets:
+                self._spawn(self._share_presence(socket.visitor))
         return ws
 
     async def _hello(self, ws: web.WebSocketResponse, address: str) -> _Socket | None:
@@ -322,7 +395,9 @@ class WebChatConnector(Connector):
         now = self.clock()
         calendar = self.context.calendar
         is_open = calendar.is_open(now)
+        socket.since = now
         transcript = await self._read_transcript(visitor)
+        socket.seen.update(line.id for line in transcript.lines)
         socket.queue = (await self._queue_positions([visitor])).get(visitor)
         options = self.options
         welcomed = await self._push(
@@ -481,9 +556,14 @@ class WebChatConnector(Connector):
                 line = await self.context.chats.inbound_line(visitor, client_id) or line
             except Exception:
                 log.exception("web chat: uploaded line not read back")
+        if sender is not None:
+            sender.seen.add(line.id)
         others = [s for s in self._sockets.get(visitor, ()) if s is not sender]
         if others:
-            await self._push_all(others, {"type": "message", **line_json(line)})
+            await self._push_line(others, line)
+        if self.shared is not None:
+            # The visitor's tabs in other processes show it too.
+            self._spawn(self._announce(Notice(visitor, client_id=client_id)))
         received = {
             "type": "received",
             "client_id": client_id,
@@ -621,6 +701,17 @@ class WebChatConnector(Connector):
         done = await asyncio.gather(*(self._push(s, frame) for s in list(sockets)))
         return sum(done)
 
+    async def _push_line(
+        self, sockets: Iterable[_Socket], line: ChatLine, choices: Sequence[str] = ()
+    ) -> int:
+        """Push a line of the conversation live; how many sockets took it."""
+        targets = list(sockets)
+        for socket in targets:
+            # Taken before the push: a second path with the same line skips these sockets.
+            socket.pushed.add(line.id)
+            socket.seen.add(line.id)
+        return await self._push_all(targets, {"type": "message", **line_json(line, choices)})
+
     async def _read_transcript(self, visitor: str) -> Transcript:
         if self.context.chats is None:
             return Transcript()
@@ -698,6 +789,10 @@ class WebChatConnector(Connector):
     async def send(self, message: OutboundMessage) -> SendResult:
         """Push an answer to the visitor's open widgets.
 
+        With other processes (``share``) the answer is also announced, so the process holding
+        the visitor's other sockets pushes it; when this process has none, the answer is
+        ``sent`` as long as the visitor is present in another one.
+
         Raises:
             WindowClosed: the visitor has left the chat; the dispatcher sends a person's answer
                 by e-mail or SMS when they left an address, else parks it until they write in
@@ -706,21 +801,177 @@ class WebChatConnector(Connector):
         """
         visitor = message.recipient
         provider_id = outbound_line_id(message.outbox_id)
+        notice = Notice(visitor, outbox_id=message.outbox_id, choices=message.choices)
         sockets = self._sockets.get(visitor)
         if sockets:
             line = await self._line_of(message)
             # Answer buttons are offered live only; after a reload the text says how to answer.
-            frame = {"type": "message", **line_json(line, message.choices)}
-            if await self._push_all(sockets, frame):
+            if await self._push_line(sockets, line, message.choices):
                 self._wake.set()  # an answer takes the visitor out of the queue
+                await self._announce(notice)
                 return SendResult(provider_id, DeliveryStatus.DELIVERED)
-        if self.present(visitor) or message.automatic:
-            # Reloading the page: the widget reconnects and finds it in the transcript.
+        if (
+            self.present(visitor)
+            or message.automatic
+            # A database error here is raised: the dispatcher tries again later.
+            or (self.shared is not None and await self.shared.present(visitor))
+        ):
+            # Reloading the page: the widget reconnects and finds it in the transcript. In
+            # another process: that one pushes it on the notice.
+            await self._announce(notice)
             return SendResult(provider_id, DeliveryStatus.SENT)
         raise WindowClosed(
             "the visitor has left the chat",
             fallback=FALLBACK,
             waiting_for="to open the chat again",
+        )
+
+    # --- with other processes -----------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._stopping:
+            work.close()  # ``stop`` gives up the presence of every visitor itself
+            return
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _announce(self, notice: Notice) -> None:
+        if self.shared is None:
+            return
+        try:
+            await self.shared.announce(notice.encode())
+        except Exception:
+            # The holder of the visitor's sockets finds it on its next catch-up read.
+            log.exception("web chat: notice not sent")
+
+    async def _share_presence(self, visitor: str) -> None:
+        """Write whether this process holds a socket of ``visitor``, as it is when written."""
+        shared = self.shared
+        if shared is None or not self._serves_sockets:
+            return
+        try:
+            # One write at a time, each saying the state of its moment: the last one is right.
+            async with self._presence_lock:
+                if self._sockets.get(visitor):
+                    await shared.here([visitor], PRESENCE_TTL)
+                else:
+                    grace = timedelta(seconds=self.options.grace_seconds)
+                    await shared.gone([visitor], grace)
+        except Exception:
+            # The heartbeat writes it again; a row not given up expires.
+            log.exception("web chat: presence not recorded")
+
+    def _on_notice(self, payload: str) -> None:
+        """A notice from a process (this one too): show the line on this process's sockets."""
+        notice = decode_notice(payload)
+        if notice is None:
+            return
+        if notice.outbox_id is not None:
+            self._wake.set()  # an answer moves the queue
+        if notice.visitor in self._sockets:
+            self._spawn(self._show(notice))
+
+    async def _show(self, notice: Notice) -> None:
+        chats = self.context.chats
+        if chats is None:
+            return
+        try:
+            if notice.outbox_id is not None:
+                line = await chats.outbound_line(notice.outbox_id, notice.visitor)
+            elif notice.client_id is not None:
+                line = await chats.inbound_line(notice.visitor, notice.client_id)
+            else:
+                return
+        except Exception:
+            log.exception("web chat: the line of a notice not read")
+            return
+        if line is None:
+            return
+        # A widget still being welcomed finds it in its transcript. An answer already in a
+        # transcript is pushed all the same, as when this process sends it (the widget shows a
+        # line once); what the visitor wrote, their own widget has.
+        targets = [
+            s
+            for s in self._sockets.get(notice.visitor, ())
+            if s.since is not None
+            and line.id not in (s.pushed if notice.outbox_id is not None else s.seen)
+        ]
+        pushed = bool(targets) and await self._push_line(targets, line, notice.choices) > 0
+        if pushed and notice.outbox_id is not None:
+            self._wake.set()
+            self._follow.set()  # mark it delivered once its sender recorded the send
+
+    async def _follow_loop(self) -> None:
+        heartbeat_due = 0.0
+        while True:
+            try:
+                if time.monotonic() >= heartbeat_due:
+                    heartbeat_due = time.monotonic() + PRESENCE_HEARTBEAT_SECONDS
+                    await self._heartbeat()
+                await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The database away, most likely: said once a pass, tried again the next.
+                log.warning(
+                    "web chat: catching up with other processes failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CATCH_UP_SECONDS):
+                    await self._follow.wait()
+            if self._follow.is_set():
+                await asyncio.sleep(SETTLE_SECONDS)
+                self._follow.clear()
+
+    async def _heartbeat(self) -> None:
+        shared = self.shared
+        assert shared is not None
+        async with self._presence_lock:
+            await shared.here(list(self._sockets), PRESENCE_TTL)
+        await shared.expire()
+
+    async def catch_up(self) -> None:
+        """Push answers sent elsewhere that this process missed, and mark delivered what the
+        widgets here have: pushed live, or shown in their welcome after it was sent."""
+        shared, chats = self.shared, self.context.chats
+        sockets = [s for group in self._sockets.values() for s in group if s.since is not None]
+        if shared is None or chats is None or not sockets:
+            return
+        since = min(s.since for s in sockets if s.since is not None) - CATCH_UP_MARGIN
+        sent = await shared.sent_since({s.visitor for s in sockets}, since)
+        # Reported once each: a report that finds no message (a row settled by hand) is not
+        # tried again every few seconds.
+        self._reported &= {outbound_line_id(outbox_id) for _, outbox_id, _ in sent}
+        for visitor, outbox_id, delivered in sent:
+            line_id = outbound_line_id(outbox_id)
+            here = [s for s in self._sockets.get(visitor, ()) if s.since is not None]
+            missing = [s for s in here if line_id not in s.seen]
+            if missing:
+                line = await chats.outbound_line(outbox_id, visitor)
+                if line is not None and await self._push_line(missing, line):
+                    CAUGHT_UP.inc()
+                    self._wake.set()
+            if (
+                not delivered
+                and line_id not in self._reported
+                and any(line_id in s.seen for s in here)
+            ):
+                await self._report_delivered(line_id)
+                self._reported.add(line_id)
+
+    async def _report_delivered(self, provider_id: str) -> None:
+        holder = self.shared.holder if self.shared is not None else None
+        await self.context.intake.report_delivery(
+            DeliveryReport(
+                Channel.WEBCHAT,
+                provider_id,
+                DeliveryStatus.DELIVERED,
+                self.clock(),
+                detail="shown in the visitor's open chat",
+                raw=RawPayload(JSON, json.dumps({"shown_by": holder}).encode()),
+            )
         )
 
     async def _line_of(self, message: OutboundMessage) -> ChatLine:
@@ -811,7 +1062,13 @@ class WebChatConnector(Connector):
         # Some clients percent-encode the name (aiohttp does); browsers only escape quotes.
         stem = PurePath(safe_filename(unquote(filename))).stem or "foto"
         name = f"{stem}{EXTENSIONS[content_type]}"
-        digest = await self.context.files.put(data)
+        try:
+            digest = await self.context.files.put(data)
+        except StorageFull:
+            # Shown as any outage: the visitor is told it did not arrive and may try again.
+            raise _Refused(
+                503, "unavailable", "the photo could not be stored; try again later"
+            ) from None
         frame = {"type": "upload", "client_id": client_id, "text": text, "file": name}
         if kind is not None:
             frame["kind"] = kind.value

@@ -1,5 +1,5 @@
 """The web inbox: the conversation on the ticket page: sanitised HTML mail, attachments, routing,
-the citizen's other tickets.
+the citizen's other tickets, and settling an answer whose delivery is uncertain.
 
 Citizen HTML was cleaned at intake, but the stored HTML may predate today's rules, so it is
 cleaned again, more strictly, each time it is shown: nothing in it may run or load anything from
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
@@ -27,12 +27,13 @@ from markupsafe import escape as markup_escape
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from inbox import tickets
+from inbox import tickets, uncertain
 from inbox.auth import Staff
-from inbox.errors import NotFoundError
+from inbox.errors import ConflictError, NotFoundError
 from inbox.schemas import AttachmentOut, EventOut, MessageOut, OutboxState, TicketDetail
 from inbox.web.pages import SECURITY_HEADERS, Part
 from inbox.web.sessions import SignedIn
+from inbox.web.texts import texts
 from ingest.files import size_in_words
 from ingest.model import Channel, DeliveryStatus, Direction, Kind, TicketStatus
 from store.models import AttachmentRow, Message, Ticket
@@ -444,8 +445,50 @@ class Conversation(Part):
             web.get(
                 r"/tickets/{reference}/files/{attachment_id:[0-9]{1,12}}",
                 self.inbox.staff_only(self.attachment),
-            )
+            ),
+            *(
+                web.post(
+                    rf"/tickets/{{reference}}/outbox/{{outbox_id:[0-9]{{1,12}}}}/{decision}",
+                    self.inbox.staff_only(self._settler(decision)),
+                )
+                for decision in ("resend", "confirm")
+            ),
         ]
+
+    def _settler(
+        self, decision: uncertain.Decision
+    ) -> Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]:
+        async def settle(request: web.Request, signed_in: SignedIn) -> web.StreamResponse:
+            return await self.settle(request, signed_in, decision)
+
+        return settle
+
+    async def settle(
+        self, request: web.Request, signed_in: SignedIn, decision: uncertain.Decision
+    ) -> web.StreamResponse:
+        """Settle an answer whose delivery is uncertain: "send again" or "it arrived".
+
+        The form is CSRF-checked by ``staff_only``; the answer goes back to the message with a
+        notice. An outbox row of another ticket,
+        or of a ticket the staff member may not see, is not found.
+        """
+        reference = request.match_info["reference"]
+        t = texts(self.inbox.lang(request))
+        try:
+            async with self.inbox.db.session() as session:
+                ticket = await tickets.visible_ticket(session, signed_in.staff, reference)
+                outbox_id = int(request.match_info["outbox_id"])
+                settled = await uncertain.settle_uncertain(
+                    session, signed_in.staff, outbox_id, decision, self.inbox.clock(), ticket
+                )
+        except NotFoundError:
+            raise self.inbox.not_found() from None
+        except ConflictError:
+            return await self.inbox.ticket_page(
+                request, signed_in, status=409, error=t["conv_uncertain_not_uncertain"]
+            )
+        target = f"/tickets/{quote(reference, safe='')}#bericht-{settled.item.message_id}"
+        raise self.inbox.after_post(target, t[f"conv_uncertain_done_{decision}"])
 
     async def ticket_context(
         self,

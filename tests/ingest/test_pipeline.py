@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
 
 from ingest.model import (
     Channel,
@@ -280,6 +281,21 @@ async def test_nothing_is_acknowledged_when_the_database_refuses(
     finally:
         await service.stop()
         await db.close()
+
+
+async def test_a_connection_lost_mid_write_is_a_retry_not_a_quarantine(
+    intake: Intake, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database drops the connection while the batch commits (a PostgreSQL restart), and is
+    # back a moment later, in time for the quarantine's own write. The message is not broken:
+    # its sender must be told to try again, not get a 2xx for a message set aside.
+    async def dropped(msgs: object) -> object:
+        raise OperationalError("COMMIT", {}, ConnectionResetError("connection reset by peer"))
+
+    monkeypatch.setattr(intake, "_commit", dropped)
+    with pytest.raises(IntakeUnavailable):
+        await intake.submit(inbound())
+    assert await rows(database, JournalEntry) == []
 
 
 async def test_submit_refuses_when_intake_is_stopped(database: Database) -> None:

@@ -46,6 +46,20 @@ WORDS: Mapping[str, Mapping[str, str]] = {
         "conv_delivery_failed": "mislukt",
         "conv_delivery_uncertain": "onzeker of het aankwam",
         "conv_delivery_waiting": "wacht op de burger",
+        "conv_uncertain_help": (
+            "Het versturen werd onderbroken en meldpunt kon niet nagaan of het bericht aankwam. "
+            "Vraag het zo nodig aan de burger en kies dan:"
+        ),
+        "conv_uncertain_resend": "Opnieuw versturen",
+        "conv_uncertain_confirm": "Het is aangekomen",
+        "conv_uncertain_done_resend": "Het bericht wordt opnieuw verstuurd.",
+        "conv_uncertain_done_confirm": "Het bericht staat nu als verstuurd.",
+        "conv_uncertain_not_uncertain": (
+            "Dit bericht is niet meer onzeker (iemand anders of meldpunt heeft het al "
+            "geregeld). Er is niets veranderd."
+        ),
+        "conv_event_delivery_resent": "Onzeker bericht opnieuw verstuurd",
+        "conv_event_delivery_confirmed": "Onzeker bericht als aangekomen aangeduid",
         "conv_event_created": "Ticket gemaakt",
         "conv_event_routed": "Doorgestuurd",
         "conv_event_transferred": "Overgedragen",
@@ -112,6 +126,20 @@ WORDS: Mapping[str, Mapping[str, str]] = {
         "conv_delivery_failed": "échec",
         "conv_delivery_uncertain": "remise incertaine",
         "conv_delivery_waiting": "attend le citoyen",
+        "conv_uncertain_help": (
+            "L'envoi a été interrompu et meldpunt n'a pas pu vérifier si le message est "
+            "arrivé. Demandez-le au citoyen si nécessaire, puis choisissez :"
+        ),
+        "conv_uncertain_resend": "Renvoyer",
+        "conv_uncertain_confirm": "Il est arrivé",
+        "conv_uncertain_done_resend": "Le message va être renvoyé.",
+        "conv_uncertain_done_confirm": "Le message est maintenant marqué comme envoyé.",
+        "conv_uncertain_not_uncertain": (
+            "La remise de ce message n'est plus incertaine (quelqu'un d'autre ou meldpunt l'a "
+            "déjà réglée). Rien n'a été changé."
+        ),
+        "conv_event_delivery_resent": "Message incertain renvoyé",
+        "conv_event_delivery_confirmed": "Message incertain marqué comme arrivé",
         "conv_event_created": "Ticket créé",
         "conv_event_routed": "Envoyé",
         "conv_event_transferred": "Transféré",
@@ -178,6 +206,20 @@ WORDS: Mapping[str, Mapping[str, str]] = {
         "conv_delivery_failed": "failed",
         "conv_delivery_uncertain": "not sure it arrived",
         "conv_delivery_waiting": "waiting for the citizen",
+        "conv_uncertain_help": (
+            "Sending was interrupted and meldpunt could not check whether the message arrived. "
+            "Ask the citizen if needed, then choose:"
+        ),
+        "conv_uncertain_resend": "Send again",
+        "conv_uncertain_confirm": "It arrived",
+        "conv_uncertain_done_resend": "The message will be sent again.",
+        "conv_uncertain_done_confirm": "The message is now marked as sent.",
+        "conv_uncertain_not_uncertain": (
+            "This message is no longer uncertain (someone else or meldpunt settled it already). "
+            "Nothing was changed."
+        ),
+        "conv_event_delivery_resent": "Uncertain message sent again",
+        "conv_event_delivery_confirmed": "Uncertain message marked as arrived",
         "conv_event_created": "Ticket created",
         "conv_event_routed": "Routed",
         "conv_event_transferred": "Transferred",

@@ -472,9 +472,7 @@ async def test_a_process_killed_while_importing_imports_every_mail_exactly_once(
         assert kills == 2
         assert await count("SELECT count(*) FROM tickets") == total
         assert (
-            await count(
-                "SELECT count(DISTINCT external_id) FROM messages WHERE direction = 'in'"
-            )
+            await count("SELECT count(DISTINCT external_id) FROM messages WHERE direction = 'in'")
             == total
         )
         assert await count("SELECT count(*) FROM messages WHERE direction = 'in'") == total

@@ -4,11 +4,12 @@ The fake answers ``/bot<token>/<method>`` as Telegram does (``{"ok": true, "resu
 ``{"ok": false, "error_code": ..., "description": ...}``), records every call with its fields (the
 JSON-encoded ones decoded, uploads kept), serves files under ``/file/bot<token>/<path>``, and can
 be told to refuse a chat (403 blocked, 400 chat not found), to ask for patience (429 with
-``retry_after``) or to fail outright.
+``retry_after``), to fail outright, or to hang a number of sends (no answer until the test ends).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import json
@@ -89,6 +90,9 @@ class FakeTelegram:
     refuse: dict[int, tuple[int, str]] = field(default_factory=dict)
     retry_after_next: int = 0
     fail_next: int = 0
+    # Sends that get no answer until ``released`` is set (the fixture sets it at the end).
+    hang_next: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     token: str = TOKEN
     webhook: dict[str, Any] = field(default_factory=dict)
     pending_updates: int = 0
@@ -184,6 +188,11 @@ def fake_app(state: FakeTelegram) -> web.Application:
             call.status = 500
             return _error(500, "Internal Server Error")
         if name in _SENDS:
+            if state.hang_next > 0:
+                state.hang_next -= 1
+                call.status = 504
+                await state.released.wait()
+                return _error(504, "Gateway Timeout")
             if state.retry_after_next > 0:
                 state.retry_after_next -= 1
                 call.status = 429
@@ -241,6 +250,7 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
     try:
         yield state
     finally:
+        state.released.set()
         await runner.cleanup()
 
 

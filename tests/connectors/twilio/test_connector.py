@@ -7,6 +7,7 @@ the citizen gets back is what the fake Twilio REST API recorded.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
+from ingest.files import STORAGE_FULL
 from meldpunt.app import RUNTIME, create_app
 from store.models import JournalEntry, Message, OutboxRow, Ticket, TicketEvent, table_of
 from tests.connectors.twilio.conftest import (
@@ -165,6 +167,39 @@ async def test_an_sms_becomes_a_ticket_and_is_acknowledged_by_sms(town: Town) ->
     assert [m["segments"] for m in messages] == [1, 1]
     ready = await (await town.client.get("/readyz")).json()
     assert ready["channels"]["sms"] == ready["channels"]["whatsapp"] == "enabled"
+
+
+async def test_with_the_file_storage_full_the_text_is_kept_and_the_photo_noted(
+    start_town: StartTown, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Twilio does not send an inbound message again after an error answer, so refusing it
+    # for its photo would lose the text too.
+    town = await start_town()
+    files = town.client.app[RUNTIME].files
+
+    def no_space(data: bytes) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "_write", no_space)
+    form = fixture("whatsapp_media")
+    form["NumMedia"] = "1"
+    form["MediaUrl0"] = form["MediaUrl0"].replace("https://api.twilio.com", town.twilio.base)
+    photo = b"\xff\xd8\xff\xe0" + bytes(300)
+    town.twilio.media = {form["MediaUrl0"].rsplit("/", 1)[-1]: ("image/jpeg", photo)}
+    response = await town.post(MESSAGING, form)
+    assert response.status == 200
+
+    detail = await (
+        await town.client.get(
+            "/api/v1/tickets/1750-000001",
+            headers={"Authorization": f"Bearer {await town.staff_token()}"},
+        )
+    ).json()
+    [message] = detail["messages"][:1]
+    assert message["text"]
+    assert [(a["sha256"], a["removed_reason"]) for a in message["attachments"]] == [
+        (None, STORAGE_FULL)
+    ]
 
 
 async def test_a_whatsapp_message_keeps_name_photos_and_refuses_what_is_not_allowed(
