@@ -15,13 +15,18 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+# The parser behind ``re``: the only way to read what a pattern requires (see required_text).
+from re import _constants as _sre_constants  # type: ignore[attr-defined]
+from re import _parser as _sre_parser  # type: ignore[attr-defined]
+
 from router.text import (
     WordEntry,
     WordMatcher,
     compile_words,
     normalise,
+    normalised_words,
+    padded,
     parse_word,
-    words_of,
 )
 
 CHANNELS = (
@@ -190,7 +195,9 @@ class _Prepared:
     subject: str
     text: str
     both: str
+    words: frozenset[str]
     raw: str
+    raw_ascii_lower: str | None
     sender: str | None
     domain: str | None
     has_location: bool
@@ -199,21 +206,26 @@ class _Prepared:
 
 
 def _prepare(msg: RoutingInput) -> _Prepared:
-    subject = normalise(msg.subject)
-    text = normalise(msg.text)
+    subject_words = normalised_words(msg.subject)
+    text_words = normalised_words(msg.text)
+    subject = padded(subject_words)
+    text = padded(text_words)
     sender = msg.sender_address.strip().casefold() if msg.sender_address else None
     domain = None
     if sender and "@" in sender:
         domain = sender.rpartition("@")[2] or None
     language = msg.language.strip().lower().replace("_", "-") if msg.language else None
+    raw = f"{msg.subject}\n{msg.text}"
     return _Prepared(
         channel=msg.channel,
         kind=msg.kind or None,
         subject=subject,
         # The newline keeps a phrase from matching across the end of the subject.
         both=subject + "\n" + text,
+        words=frozenset(subject_words + text_words),
         text=text,
-        raw=f"{msg.subject}\n{msg.text}",
+        raw=raw,
+        raw_ascii_lower=raw.lower() if raw.isascii() else None,
         sender=sender,
         domain=domain,
         has_location=msg.has_location,
@@ -239,19 +251,22 @@ def _indent(lines: list[str]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class _Triggers:
-    """Words of which a message must contain at least one for a condition to be able to hold:
-    whole words, word beginnings and word endings. The router's index uses them to skip rules
-    that cannot fire; it never decides a match, the condition itself still does."""
+    """What a message must have at least one of for a condition to be able to hold: whole
+    words, word beginnings, word endings, or sender domains (a domain also covers the domains
+    below it). The router's index uses them to skip rules that cannot fire; it never decides a
+    match, the condition itself still does."""
 
     exact: frozenset[str] = frozenset()
     prefixes: frozenset[str] = frozenset()
     suffixes: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
 
     def __or__(self, other: _Triggers) -> _Triggers:
         return _Triggers(
             self.exact | other.exact,
             self.prefixes | other.prefixes,
             self.suffixes | other.suffixes,
+            self.domains | other.domains,
         )
 
 
@@ -339,6 +354,8 @@ class _Words(_Condition):
         return m.both
 
     def holds(self, m: _Prepared) -> bool:
+        if self.key == "words":  # the common case, and the words of both are already known
+            return self.matcher.found_in(m.both, m.words)
         return self.matcher.found_in(self._target(m))
 
     def triggers(self) -> _Triggers | None:
@@ -365,12 +382,47 @@ class _Words(_Condition):
         return True, [f"{self.key}: matched {_listing(seen, limit=5)}"]
 
 
+def required_text(pattern: re.Pattern[str]) -> str | None:
+    """Plain ASCII text, lower case, that every match of ``pattern`` contains; None if unknown.
+
+    A regular expression that ignores capitals is slow to search (there is no fast scan for its
+    first letters), and most messages do not contain what it looks for. A run of plain
+    characters in the pattern's top-level sequence ("dossier" and "nr" in
+    ``\\bdossier\\s*nr\\d+``) is in every match; the longest one is returned, so that a text
+    without it can skip the search.
+    """
+    try:
+        parsed = _sre_parser.parse(pattern.pattern, pattern.flags)
+    except Exception:  # a private module: should it ever change, only the shortcut is lost
+        return None
+    best = run = ""
+    for op, value in parsed:
+        # With capitals ignored, "s" also matches the long "ſ" and "k" the Kelvin sign, which
+        # lower() does not turn into "s" and "k": the shortcut is for ASCII text only, and so
+        # only ASCII characters of the pattern count ("ſ" in a pattern matches an ASCII "s").
+        if op is _sre_constants.LITERAL and value < 128:
+            run += chr(value).lower()
+            if len(run) > len(best):
+                best = run
+        else:
+            run = ""
+    return best or None
+
+
 @dataclass(frozen=True, slots=True)
 class _Regex(_Condition):
     patterns: tuple[re.Pattern[str], ...]
+    # Per pattern, text every match contains (see required_text), to skip hopeless searches.
+    needles: tuple[str | None, ...]
 
     def holds(self, m: _Prepared) -> bool:
-        return any(p.search(m.raw) for p in self.patterns)
+        lowered = m.raw_ascii_lower
+        for pattern, needle in zip(self.patterns, self.needles, strict=True):
+            if lowered is not None and needle is not None and needle not in lowered:
+                continue
+            if pattern.search(m.raw):
+                return True
+        return False
 
     def trace(self, m: _Prepared) -> tuple[bool, list[str]]:
         for pattern in self.patterns:
@@ -407,6 +459,9 @@ class _SenderDomain(_Condition):
     def holds(self, m: _Prepared) -> bool:
         domain = m.domain
         return domain is not None and (domain in self.values or domain.endswith(self.suffixes))
+
+    def triggers(self) -> _Triggers | None:
+        return _Triggers(domains=frozenset(self.values))
 
     def trace(self, m: _Prepared) -> tuple[bool, list[str]]:
         ok = self.holds(m)
@@ -684,12 +739,14 @@ class _Index:
     Most rules of a big rule set are about words ("lamp*", "riolering"), and one message names
     a few topics, so most rules cannot fire for it. A rule whose conditions need one of some
     words is filed under those words; every other rule (no conditions, only a channel, a
-    regular expression, a part of a word) is always looked at. Rules are still evaluated in
-    their order, and skipping one that cannot hold changes nothing.
+    regular expression, a part of a word) is always looked at. Rules that need one of some
+    sender domains are filed under those domains. Rules are still evaluated in their order, and
+    skipping one that cannot hold changes nothing.
     """
 
     __slots__ = (
         "always",
+        "domains",
         "exact",
         "known",
         "prefix_lengths",
@@ -703,6 +760,7 @@ class _Index:
         exact: dict[str, list[int]] = {}
         prefixes: dict[str, list[int]] = {}
         suffixes: dict[str, list[int]] = {}
+        domains: dict[str, list[int]] = {}
         for number, rule in enumerate(rules):
             triggers = rule.when.triggers() if rule.when is not None else None
             if triggers is None:
@@ -712,6 +770,7 @@ class _Index:
                 (exact, triggers.exact),
                 (prefixes, triggers.prefixes),
                 (suffixes, triggers.suffixes),
+                (domains, triggers.domains),
             ):
                 for word in words:
                     table.setdefault(word, []).append(number)
@@ -721,11 +780,19 @@ class _Index:
         self.prefix_lengths = tuple(sorted({len(p) for p in prefixes}))
         self.suffixes = suffixes
         self.suffix_lengths = tuple(sorted({len(p) for p in suffixes}))
+        self.domains = domains
         self.known: dict[str, tuple[int, ...]] = {}
 
-    def candidates(self, words: frozenset[str]) -> list[int]:
-        """The numbers of the rules that may fire for a text of these words, in rule order."""
+    def candidates(self, words: frozenset[str], domain: str | None) -> list[int]:
+        """The numbers of the rules that may fire for a text of these words from a sender at
+        this domain, in rule order."""
         found = set(self.always)
+        if domain is not None and self.domains:
+            # "mail.wingene.be" is at or below "mail.wingene.be", "wingene.be" and "be".
+            rest = domain
+            while rest:
+                found.update(self.domains.get(rest, ()))
+                rest = rest.partition(".")[2]
         known = self.known
         for word in words:
             numbers = known.get(word)
@@ -804,7 +871,7 @@ class RuleSet:
         m = _prepare(msg)
         outcome = _Outcome(kind=m.kind)
         rules = self._rules
-        for number in self._index.candidates(words_of(m.both)):
+        for number in self._index.candidates(m.words, m.domain):
             rule = rules[number]
             if outcome.stopped_by is not None:
                 break
@@ -1265,7 +1332,9 @@ class _RuleCompiler:
                 self.p.add(item_path, f"'{source}' matches empty text, so it matches every message")
                 continue
             patterns.append(pattern)
-        return _Regex(tuple(patterns)) if len(patterns) == len(items) else None
+        if len(patterns) != len(items):
+            return None
+        return _Regex(tuple(patterns), tuple(required_text(p) for p in patterns))
 
     def _sender(self, path: _Path, raw: object, key: str) -> _Condition | None:
         items = self.p.items(path, raw)

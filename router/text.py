@@ -13,7 +13,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_TOKEN = re.compile(r"[^\W_]+")
 # After normalisation a text is single-space separated runs of letters and digits, padded with
 # one space at each end, so a space on both sides is exactly a word boundary.
 _BEFORE = r"(?<= )"
@@ -31,14 +30,27 @@ def normalise(text: str) -> str:
         The words of ``text``, lower case and without accents, joined by single spaces and padded
         with one space at each end (``" openbare verlichting "``).
     """
-    folded = text.lower() if text.isascii() else text.translate(_FOLD)
-    return " " + " ".join(_TOKEN.findall(folded)) + " "
+    return padded(normalised_words(text))
+
+
+def normalised_words(text: str) -> list[str]:
+    """The words of ``text`` as :func:`normalise` leaves them, in order."""
+    # One pass of str.translate folds each character and turns everything that is not a letter
+    # or digit into a space; split() then drops the runs of spaces.
+    return text.translate(_FOLD).split()
+
+
+def padded(words: Sequence[str]) -> str:
+    """Normalised words as :func:`normalise` gives them: single spaces, one at each end."""
+    return " " + " ".join(words) + " "
 
 
 def _fold_char(char: str) -> str:
     # Compatibility forms (a mathematical 𝐀, a ligature) may decompose to capitals, and case
     # folding may add accents again (İ), so fold between two accent strips.
-    return _strip_accents(_strip_accents(char).casefold())
+    folded = _strip_accents(_strip_accents(char).casefold())
+    # A word is a run of letters and digits (what the regular expression [^\W_] calls them).
+    return "".join(ch if ch.isalnum() else " " for ch in folded)
 
 
 def _strip_accents(text: str) -> str:
@@ -51,7 +63,8 @@ class _FoldTable(dict[int, str]):
 
     Folding character by character gives the same result as folding the whole text (accents are
     dropped, never recombined) and keeps a long e-mail from going through Python one character
-    at a time. The table is bounded so that odd input cannot grow it without end.
+    at a time. The ASCII characters are filled in up front, so that ``str.translate`` can use its
+    fast path for ASCII text. The table is bounded so that odd input cannot grow it without end.
     """
 
     def __missing__(self, code: int) -> str:
@@ -62,7 +75,7 @@ class _FoldTable(dict[int, str]):
 
 
 _FOLD_TABLE_LIMIT = 20_000
-_FOLD = _FoldTable()
+_FOLD = _FoldTable((code, _fold_char(chr(code))) for code in range(128))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +155,16 @@ class WordMatcher:
     whole_words: frozenset[str]
     literals: tuple[str, ...]
 
-    def found_in(self, normalised: str) -> bool:
-        """Whether any entry occurs in text that went through :func:`normalise`."""
-        if self.whole_words and not self.whole_words.isdisjoint(words_of(normalised)):
+    def found_in(self, normalised: str, words: frozenset[str] | None = None) -> bool:
+        """Whether any entry occurs in text that went through :func:`normalise`.
+
+        Args:
+            normalised: The text, normalised.
+            words: The set of words of ``normalised``, when the caller already has it.
+        """
+        if words is None:
+            words = words_of(normalised)
+        if self.whole_words and not self.whole_words.isdisjoint(words):
             return True
         return any(literal in normalised for literal in self.literals)
 

@@ -90,6 +90,9 @@ class PostgresCluster:
         self._running = False
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._numbers = itertools.count(1)
+        # Databases are dropped off the tests' path: nothing waits for a drop, and whatever is
+        # left goes with the cluster at the end.
+        self._dropping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-drop")
         # initdb refuses to run as root; the server must not either.
         self._as_owner: list[str] = []
         if os.geteuid() == 0:
@@ -151,6 +154,7 @@ class PostgresCluster:
 
     def stop(self) -> None:
         """Stop at once (nothing here needs to survive) and remove the folder; idempotent."""
+        self._dropping.shutdown(wait=True, cancel_futures=True)
         if self._watchdog is not None:
             self._watchdog.kill()
             self._watchdog.wait()
@@ -187,7 +191,7 @@ class PostgresCluster:
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
         # FORCE: a test that leaked a connection must not leave the next one a failed teardown.
-        self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._dropping.submit(self.sql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:

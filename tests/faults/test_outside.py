@@ -630,10 +630,10 @@ async def test_attachment_storage_full(
             uids = await asyncio.to_thread(dovecot.append, account, with_file, without_file)
             # A photo that cannot be kept: the form is refused (not "thank you"), nothing is
             # stored that its sender would think arrived.
-            refused, page = await post_form_with_photo(town, tokens, 1, jpeg)
-            assert refused == 503, page
-            assert "Uw bericht is NIET aangekomen" in page, page
-            assert "zonder bestand" in page, page  # what the citizen can do meanwhile
+            refused, shown = await post_form_with_photo(town, tokens, 1, jpeg)
+            assert refused == 503, shown
+            assert "Uw bericht is NIET aangekomen" in shown, shown
+            assert "zonder bestand" in shown, shown  # what the citizen can do meanwhile
             # Text without files still goes in, on the form and by mail.
             assert await town.webform(2) == 201
 
