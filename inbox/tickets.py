@@ -1274,22 +1274,25 @@ async def list_outbox(
     page = rows[:limit]
     items = []
     for box, reference in page:
-        assert box.id is not None
-        items.append(
-            OutboxItem(
-                id=box.id,
-                ticket_reference=reference,
-                message_id=box.message_id,
-                purpose=box.purpose,
-                channel=Channel(box.channel),
-                recipient=box.recipient,
-                state=OutboxState(box.state),
-                reason=box.reason,
-                attempts=box.attempts,
-                next_attempt_at=box.next_attempt_at,
-                created_at=box.created_at,
-                sent_at=box.sent_at,
-            )
-        )
+        items.append(outbox_item(box, reference))
     next_cursor = encode_cursor(str(page[-1][0].id)) if len(rows) > limit else None
     return OutboxPage(items=items, next_cursor=next_cursor)
+
+
+def outbox_item(box: OutboxRow, reference: str) -> OutboxItem:
+    """An outbox row as the API shows it."""
+    assert box.id is not None
+    return OutboxItem(
+        id=box.id,
+        ticket_reference=reference,
+        message_id=box.message_id,
+        purpose=box.purpose,
+        channel=Channel(box.channel),
+        recipient=box.recipient,
+        state=OutboxState(box.state),
+        reason=box.reason,
+        attempts=box.attempts,
+        next_attempt_at=box.next_attempt_at,
+        created_at=box.created_at,
+        sent_at=box.sent_at,
+    )

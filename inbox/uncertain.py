@@ -18,10 +18,9 @@ from sqlmodel import col
 
 from inbox.auth import Staff
 from inbox.errors import ConflictError, NotFoundError
-from inbox.schemas import OutboxItem, OutboxState
-from inbox.tickets import MAX_ROW_ID, new_event
+from inbox.schemas import OutboxItem
+from inbox.tickets import MAX_ROW_ID, new_event, outbox_item
 from ingest.dispatch import RECONCILED
-from ingest.model import Channel
 from store.models import Message, OutboxRow, Ticket
 from store.outbox import PENDING, SENT, UNCERTAIN
 
@@ -100,21 +99,4 @@ async def settle_uncertain(
     RECONCILED.labels(
         box.channel, f"{'resent' if decision == 'resend' else 'confirmed'}_by_staff"
     ).inc()
-    assert box.id is not None
-    return Settled(
-        ticket.reference,
-        OutboxItem(
-            id=box.id,
-            ticket_reference=ticket.reference,
-            message_id=box.message_id,
-            purpose=box.purpose,
-            channel=Channel(box.channel),
-            recipient=box.recipient,
-            state=OutboxState(box.state),
-            reason=box.reason,
-            attempts=box.attempts,
-            next_attempt_at=box.next_attempt_at,
-            created_at=box.created_at,
-            sent_at=box.sent_at,
-        ),
-    )
+    return Settled(ticket.reference, outbox_item(box, ticket.reference))

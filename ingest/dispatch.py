@@ -36,12 +36,12 @@ import asyncio
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 import structlog
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ingest.model import (
     REPLY_IDENTITY,
@@ -312,38 +312,15 @@ class Dispatcher:
         # Held by this worker while it asks; another worker leaves the row alone meanwhile.
         lease = now + timedelta(seconds=self._policy.send_timeout_seconds * 2)
         async with self._engine.begin() as conn:
-            due = (
-                (
-                    await conn.execute(
-                        sa.select(OUTBOX.c.id)
-                        .where(
-                            OUTBOX.c.state == UNCERTAIN,
-                            OUTBOX.c.recipient.is_not(None),
-                            OUTBOX.c.channel.in_([c.value for c in self._senders]),
-                            OUTBOX.c.lookups < self._policy.lookup_attempts,
-                            OUTBOX.c.next_attempt_at <= now,
-                        )
-                        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
-                        .limit(self._policy.batch)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
+            due = await self._due(
+                conn, UNCERTAIN, now, OUTBOX.c.lookups < self._policy.lookup_attempts
             )
             if not due:
                 return
             await conn.execute(
                 sa.update(OUTBOX).where(OUTBOX.c.id.in_(due)).values(next_attempt_at=lease)
             )
-            rows = (
-                await conn.execute(
-                    sa.select(OUTBOX, TICKETS.c.reference, TICKETS.c.department)
-                    .join(TICKETS, TICKETS.c.id == OUTBOX.c.ticket_id)
-                    .where(OUTBOX.c.id.in_(due))
-                    .order_by(OUTBOX.c.id)
-                )
-            ).all()
+            rows = await _with_ticket(conn, OUTBOX.c.id.in_(due))
         for row in rows:
             await self._look_up(row._mapping, lease)
 
@@ -351,17 +328,7 @@ class Dispatcher:
         channel = Channel(str(r["channel"]))
         name = channel_name(channel)
         started = r["attempt_started_at"] or r["claimed_at"] or r["created_at"]
-        message = OutboundMessage(
-            outbox_id=int(r["id"]),
-            channel=channel,
-            recipient=str(r["recipient"]),
-            text=str(r["body"]),
-            subject=r["subject"],
-            ticket_reference=r["reference"],
-            department=r["department"],
-            automatic=r["purpose"] != "reply",
-            choices=tuple(r["choices"] or ()),
-        )
+        message = _outbound(r, channel)
         finder = getattr(self._senders[channel], "find_sent", None)
         outcome: str
         values: dict[str, object]
@@ -484,28 +451,31 @@ class Dispatcher:
                     .values(reason=reason)
                 )
 
-    async def _claim(self, now: datetime) -> list[sa.Row[tuple[object, ...]]]:
+    async def _due(
+        self, conn: AsyncConnection, state: str, now: datetime, *more: sa.ColumnElement[bool]
+    ) -> list[int]:
+        """Ids of rows in ``state`` due now on a configured channel, oldest first, locked for
+        this transaction (other workers skip them)."""
+        ids = await conn.execute(
+            sa.select(OUTBOX.c.id)
+            .where(
+                OUTBOX.c.state == state,
+                OUTBOX.c.recipient.is_not(None),
+                OUTBOX.c.channel.in_([c.value for c in self._senders]),
+                OUTBOX.c.next_attempt_at <= now,
+                *more,
+            )
+            .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
+            .limit(self._policy.batch)
+            .with_for_update(skip_locked=True)
+        )
+        return [int(i) for i in ids.scalars()]
+
+    async def _claim(self, now: datetime) -> list[sa.RowMapping]:
         if not self._senders:
             return []
         async with self._engine.begin() as conn:
-            due = (
-                (
-                    await conn.execute(
-                        sa.select(OUTBOX.c.id)
-                        .where(
-                            OUTBOX.c.state == PENDING,
-                            OUTBOX.c.recipient.is_not(None),
-                            OUTBOX.c.channel.in_([c.value for c in self._senders]),
-                            OUTBOX.c.next_attempt_at <= now,
-                        )
-                        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
-                        .limit(self._policy.batch)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            due = await self._due(conn, PENDING, now)
             if not due:
                 return []
             # Only claimed: the attempt (and the message's "sending") starts just before its call.
@@ -514,18 +484,10 @@ class Dispatcher:
                 .where(OUTBOX.c.id.in_(due), OUTBOX.c.state == PENDING)
                 .values(state=SENDING, claimed_at=now, attempt_started_at=None)
             )
-            rows = (
-                await conn.execute(
-                    sa.select(OUTBOX, TICKETS.c.reference, TICKETS.c.department)
-                    .join(TICKETS, TICKETS.c.id == OUTBOX.c.ticket_id)
-                    .where(OUTBOX.c.id.in_(due), OUTBOX.c.claimed_at == now)
-                    .order_by(OUTBOX.c.id)
-                )
-            ).all()
-        return list(rows)
+            rows = await _with_ticket(conn, OUTBOX.c.id.in_(due), OUTBOX.c.claimed_at == now)
+        return [row._mapping for row in rows]
 
-    async def _send(self, row: sa.Row[tuple[object, ...]]) -> None:
-        r = row._mapping
+    async def _send(self, r: sa.RowMapping) -> None:
         channel = Channel(str(r["channel"]))
         attempts = int(r["attempts"]) + 1
         try:
@@ -543,20 +505,13 @@ class Dispatcher:
         except Exception as exc:
             await self._failed(r, exc, attempts)
             return
-        message = OutboundMessage(
-            outbox_id=int(r["id"]),
-            channel=channel,
-            recipient=str(r["recipient"]),
-            text=str(r["body"]),
-            subject=r["subject"],
-            ticket_reference=r["reference"],
+        message = _outbound(
+            r,
+            channel,
             in_reply_to=in_reply_to,
             references=references,
-            department=r["department"],
-            automatic=r["purpose"] != "reply",
             attachments=attachments,
             last_inbound_at=last_inbound_at,
-            choices=tuple(r["choices"] or ()),
         )
         if not await self._start_attempt(r):
             return
@@ -868,6 +823,33 @@ class Dispatcher:
 
 class _NoLookup(Exception):
     """The sender has no ``find_sent`` at all."""
+
+
+async def _with_ticket(conn: AsyncConnection, *where: sa.ColumnElement[bool]) -> list[sa.Row[Any]]:
+    """Outbox rows with their ticket's reference and department, in id order."""
+    result = await conn.execute(
+        sa.select(OUTBOX, TICKETS.c.reference, TICKETS.c.department)
+        .join(TICKETS, TICKETS.c.id == OUTBOX.c.ticket_id)
+        .where(*where)
+        .order_by(OUTBOX.c.id)
+    )
+    return list(result.all())
+
+
+def _outbound(r: sa.RowMapping, channel: Channel, **more: Any) -> OutboundMessage:
+    """The message a connector gets for an outbox row (``more``: what only sending needs)."""
+    return OutboundMessage(
+        outbox_id=int(r["id"]),
+        channel=channel,
+        recipient=str(r["recipient"]),
+        text=str(r["body"]),
+        subject=r["subject"],
+        ticket_reference=r["reference"],
+        department=r["department"],
+        automatic=r["purpose"] != "reply",
+        choices=tuple(r["choices"] or ()),
+        **more,
+    )
 
 
 def _describe(exc: BaseException) -> str:

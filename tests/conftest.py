@@ -90,8 +90,7 @@ class PostgresCluster:
         self._running = False
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._numbers = itertools.count(1)
-        # Databases are dropped off the tests' path: nothing waits for a drop, and whatever is
-        # left goes with the cluster at the end.
+        # Where test databases are dropped after their test (``drop_database_later``).
         self._dropping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-drop")
         # initdb refuses to run as root; the server must not either.
         self._as_owner: list[str] = []
@@ -191,7 +190,12 @@ class PostgresCluster:
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
         # FORCE: a test that leaked a connection must not leave the next one a failed teardown.
-        self._dropping.submit(self.sql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def drop_database_later(self, url: str) -> None:
+        """``drop_database`` off the caller's path, for a test's teardown: nothing waits for
+        it, and whatever is left goes with the cluster at the end."""
+        self._dropping.submit(self.drop_database, url)
 
 
 def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
@@ -212,6 +216,12 @@ async def _migrate(url: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
     """A running PostgreSQL server for the whole session; skips (fails in CI) without one."""
+    yield from running_postgres()
+
+
+def running_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server started for the caller and stopped when it is done with it; skips
+    (fails in CI) without one."""
     bindir = find_postgres_bindir()
     if bindir is None:
         unavailable(MISSING_POSTGRES)
@@ -266,7 +276,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     url = cluster.new_database(template=request.getfixturevalue("postgres_template"))
     yield url
-    cluster.drop_database(url)
+    cluster.drop_database_later(url)
 
 
 @pytest.fixture

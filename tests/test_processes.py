@@ -251,7 +251,7 @@ def postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     url = cluster.new_database(template=request.getfixturevalue("postgres_template"))
     yield url
-    cluster.drop_database(url)
+    cluster.drop_database_later(url)
 
 
 @dataclass

@@ -42,10 +42,9 @@ from store.db import Database
 from store.migrate import upgrade
 from store.models import AttachmentRow, JournalEntry, Message, OutboxRow, Ticket, table_of
 from tests.conftest import (
-    MISSING_POSTGRES,
     PostgresCluster,
-    find_postgres_bindir,
     free_port,
+    running_postgres,
     unavailable,
 )
 from tests.connectors.email.conftest import Account, DovecotServer
@@ -223,15 +222,7 @@ def sqlite(tmp_path: Path) -> str:
 def own_postgres() -> Iterator[PostgresCluster]:
     """A PostgreSQL server of this test's own: it is stopped and started again, which the
     session's server, shared by every other test, must never be."""
-    bindir = find_postgres_bindir()
-    if bindir is None:
-        unavailable(MISSING_POSTGRES)
-    cluster = PostgresCluster(bindir)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running_postgres()
 
 
 def pg_ctl(cluster: PostgresCluster, *args: str) -> None:

@@ -44,7 +44,7 @@ def postgres_database(postgres_cluster: PostgresCluster, postgres_template: str)
     """A PostgreSQL database of this test's own, upgraded to head (SQLite has one writer)."""
     url = postgres_cluster.new_database(template=postgres_template)
     yield url
-    postgres_cluster.drop_database(url)
+    postgres_cluster.drop_database_later(url)
 
 
 @pytest.mark.postgres
