@@ -439,7 +439,7 @@ def create_app(
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     settings = config.settings
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
     should_migrate = migrate if migrate is not None else db.dialect == "sqlite"
     rules = RulesHolder(config)
     followup = follow_up(config)
@@ -454,6 +454,7 @@ def create_app(
             backoff_seconds=settings.dispatch.backoff_seconds,
             backoff_max_seconds=settings.dispatch.backoff_max_seconds,
             send_timeout_seconds=settings.dispatch.send_timeout_seconds,
+            lookup_attempts=settings.dispatch.lookup_attempts,
         ),
         windowed={ch for ch, c in connectors.items() if c.reply_window(ch) is not None},
         clock=clock,

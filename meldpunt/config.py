@@ -108,6 +108,8 @@ class Dispatch(_Strict):
     backoff_seconds: float = Field(default=30.0, gt=0)
     backoff_max_seconds: float = Field(default=3600.0, gt=0)
     send_timeout_seconds: float = Field(default=60.0, gt=0)
+    # How often the provider is asked whether an uncertain send arrived, when asking fails.
+    lookup_attempts: int = Field(default=4, ge=1, le=100)
 
 
 KindName = Literal["report", "question", "suggestion", "complaint", "compliment"]
@@ -223,6 +225,8 @@ class Settings(_Strict):
     town: Town
     public_url: str = "http://127.0.0.1:8750"
     database_url: str = "sqlite+aiosqlite:///var/meldpunt.db"
+    # PostgreSQL: connections each process keeps open (as many again while it is busy).
+    database_pool_size: int = Field(default=10, ge=1, le=500)
     data_dir: str = "var"
     secret_key: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -64,7 +64,9 @@ def _sqlite_on_begin(conn: sa.Connection) -> None:
 class Database:
     """The engine and session factory of one process."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+        """``pool_size``: on PostgreSQL, connections kept open; as many again are opened while
+        the process is busy and closed after."""
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = SUPPORTED[parsed.drivername]
@@ -74,8 +76,8 @@ class Database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs["pool_size"] = 10
-            kwargs["max_overflow"] = 10
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = pool_size
             # A server restart leaves every pooled connection dead: each is tested as it is
             # taken, and replaced, so no request after the restart meets a dead one.
             kwargs["pool_pre_ping"] = True

@@ -23,6 +23,7 @@ from ingest.model import Channel, RawPayload
 from meldpunt.app import RUNTIME, create_app
 from meldpunt.config import load_config
 from router.rules import RoutingInput
+from store.db import Database
 from store.models import JournalEntry, OutboxRow, Ticket, table_of, utcnow
 from store.users import create_token, create_user
 from tests.conftest import PostgresCluster
@@ -359,3 +360,69 @@ async def test_without_a_configured_secret_key_one_is_generated_and_kept(
     )
     assert sent.status == 200, await sent.text()
     assert 'id="referentie"' in await sent.text()
+
+
+# --- database connections ----------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_a_process_keeps_to_its_database_pool_size_under_load(
+    aiohttp_client: ClientFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    # Hundreds of towns share one PostgreSQL server: each process must stay within what the
+    # operator gave it (database_pool_size, and as many again while busy).
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.new_database(template=request.getfixturevalue("postgres_template"))
+    config = sample_config(
+        tmp_path,
+        url,
+        monkeypatch,
+        replace={
+            "database_url: sqlite:///var/meldpunt.db": "database_pool_size: 2",
+            # Every form comes from 127.0.0.1 here; the per-address limit is not the point.
+            "rate_limit_per_minute: 10 ": "rate_limit_per_minute: 1000 ",
+        },
+    )
+    assert config.settings.database_pool_size == 2
+    client = await aiohttp_client(create_app(config, migrate=False))
+    name = url.rsplit("/", 1)[1]
+    watcher = Database(cluster.url("postgres")).engine
+    most = 0
+
+    async def count_connections() -> None:
+        nonlocal most
+        async with watcher.connect() as conn:
+            while True:
+                found = await conn.scalar(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"),
+                    {"name": name},
+                )
+                most = max(most, int(found or 0))
+                await asyncio.sleep(0.005)
+
+    counting = asyncio.create_task(count_connections())
+    try:
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    "/contact",
+                    json={
+                        "kind": "question",
+                        "message": f"Vraag {n} over de openingsuren.",
+                        "email": f"burger{n}@example.be",
+                    },
+                )
+                for n in range(60)
+            ),
+            *(client.get("/readyz") for _ in range(60)),
+        )
+    finally:
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)
+        await watcher.dispose()
+    assert [a.status for a in answers[:60]] == [201] * 60
+    # Two kept, two more while busy, and the web chat's own connection for LISTEN.
+    assert 1 <= most <= 2 * 2 + 1, most
