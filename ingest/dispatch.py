@@ -279,11 +279,7 @@ class Dispatcher:
                 .all()
             )
             if uncertain:
-                await conn.execute(
-                    sa.update(MESSAGES)
-                    .where(MESSAGES.c.id.in_(uncertain))
-                    .values(delivery_status=UNCERTAIN)
-                )
+                await _set_delivery(conn, uncertain, delivery_status=UNCERTAIN)
             released = (
                 (
                     await conn.execute(
@@ -411,13 +407,11 @@ class Dispatcher:
             if settled.rowcount != 1:
                 return
             if delivery is not None:
-                await conn.execute(
-                    sa.update(MESSAGES)
-                    .where(MESSAGES.c.id == r["message_id"])
-                    .values(
-                        delivery_status=delivery,
-                        **({"external_id": external_id} if external_id else {}),
-                    )
+                await _set_delivery(
+                    conn,
+                    [r["message_id"]],
+                    delivery_status=delivery,
+                    **({"external_id": external_id} if external_id else {}),
                 )
         RECONCILED.labels(channel.value, outcome).inc()
         log.info(
@@ -534,10 +528,11 @@ class Dispatcher:
                 .where(OUTBOX.c.id == r["id"])
                 .values(state=SENT, provider_id=result.provider_id, sent_at=now, reason=reason)
             )
-            await conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.id == r["message_id"])
-                .values(delivery_status=result.status.value, external_id=result.provider_id)
+            await _set_delivery(
+                conn,
+                [r["message_id"]],
+                delivery_status=result.status.value,
+                external_id=result.provider_id,
             )
         DISPATCHED.labels(channel.value, "sent").inc()
 
@@ -561,11 +556,7 @@ class Dispatcher:
             )
             if started.rowcount != 1:
                 return False
-            await conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.id == r["message_id"])
-                .values(delivery_status=SENDING)
-            )
+            await _set_delivery(conn, [r["message_id"]], delivery_status=SENDING)
         return True
 
     async def _thread_of(
@@ -649,11 +640,7 @@ class Dispatcher:
             )
             if parked.rowcount != 1:
                 return True  # the claim was given back meanwhile: not this worker's row now
-            await conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.id == r["message_id"])
-                .values(delivery_status=PENDING)
-            )
+            await _set_delivery(conn, [r["message_id"]], delivery_status=PENDING)
             await conn.execute(
                 sa.insert(EVENTS),
                 [
@@ -714,13 +701,11 @@ class Dispatcher:
                 }
                 event = {"action": "waiting"}
             await conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == r["id"]).values(**values))
-            await conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.id == r["message_id"])
-                .values(
-                    delivery_status=PENDING,
-                    **({"channel": target[0].value} if target is not None else {}),
-                )
+            await _set_delivery(
+                conn,
+                [r["message_id"]],
+                delivery_status=PENDING,
+                **({"channel": target[0].value} if target is not None else {}),
             )
             await conn.execute(
                 sa.insert(EVENTS),
@@ -782,11 +767,7 @@ class Dispatcher:
                 .where(OUTBOX.c.id == r["id"])
                 .values(state=UNCERTAIN, reason=reason[:2000], lookups=0, next_attempt_at=check_at)
             )
-            await conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.id == r["message_id"])
-                .values(delivery_status=UNCERTAIN)
-            )
+            await _set_delivery(conn, [r["message_id"]], delivery_status=UNCERTAIN)
         DISPATCHED.labels(r["channel"], "uncertain").inc()
         log.warning("send timed out, delivery uncertain", outbox_id=r["id"], channel=r["channel"])
 
@@ -810,10 +791,8 @@ class Dispatcher:
             }
         async with self._engine.begin() as conn:
             await conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == r["id"]).values(**values))
-            await conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.id == r["message_id"])
-                .values(delivery_status=FAILED if final else PENDING)
+            await _set_delivery(
+                conn, [r["message_id"]], delivery_status=FAILED if final else PENDING
             )
         DISPATCHED.labels(r["channel"], "failed" if final else "retry").inc()
         log.warning(
@@ -823,6 +802,17 @@ class Dispatcher:
 
 class _NoLookup(Exception):
     """The sender has no ``find_sent`` at all."""
+
+
+async def _set_delivery(
+    conn: AsyncConnection, message_ids: Collection[int], delivery_status: str, **more: object
+) -> None:
+    """The delivery state staff see on the messages of outbox rows (and what else changed)."""
+    await conn.execute(
+        sa.update(MESSAGES)
+        .where(MESSAGES.c.id.in_(message_ids))
+        .values(delivery_status=delivery_status, **more)
+    )
 
 
 async def _with_ticket(conn: AsyncConnection, *where: sa.ColumnElement[bool]) -> list[sa.Row[Any]]:

@@ -132,6 +132,18 @@ class ServiceProbe:
                 self._token = await create_token(session, "els@wingene.example")
         return self._token
 
+    async def reply_over_http(self, base: str, reference: str, text: str) -> None:
+        """A member of staff answers through the REST API of the service at ``base``."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{base}/api/v1/tickets/{reference}/replies",
+                json={"text": text},
+                headers={"Authorization": f"Bearer {await self.staff_token()}"},
+            ) as response,
+        ):
+            assert response.status == 201, await response.text()
+
 
 @dataclass
 class RunningService(ServiceProbe):

@@ -42,7 +42,7 @@ from store.db import Database
 from store.leases import Leases, hold
 from store.models import Lease, Message, OutboxRow, Ticket, table_of
 from tests.conftest import Clock, PostgresCluster, free_port
-from tests.connectors.email.conftest import DovecotServer, dovecot  # noqa: F401 - fixture
+from tests.connectors.email.conftest import DovecotServer, dovecot, imap_env  # noqa: F401 - fixture
 from tests.connectors.email.test_connector import mail
 from tests.connectors.twilio.conftest import (  # noqa: F401 - fake_twilio is a fixture
     ACCOUNT_SID,
@@ -517,14 +517,7 @@ async def test_one_worker_at_a_time_reads_a_mailbox_and_another_takes_over(
     processes: Processes,
 ) -> None:
     account = dovecot.new_account()
-    for name, value in {
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_PORT": str(dovecot.port),
-        "IMAP_TLS": "none",
-        "IMAP_USER": account.user,
-        "IMAP_PASSWORD": account.password,
-    }.items():
-        monkeypatch.setenv(name, value)
+    imap_env(monkeypatch, dovecot, account)
     sample_config(tmp_path, postgres_database, monkeypatch, replace=FAST)
     db = Database(postgres_database)
     first, second = workers = await asyncio.gather(

@@ -47,7 +47,7 @@ from tests.conftest import (
     running_postgres,
     unavailable,
 )
-from tests.connectors.email.conftest import Account, DovecotServer
+from tests.connectors.email.conftest import Account, DovecotServer, imap_env
 from tests.connectors.messenger.conftest import FakeGraph, graph_error
 from tests.connectors.messenger.conftest import message as messenger_message
 from tests.connectors.messenger.conftest import signed as meta_signed
@@ -428,17 +428,6 @@ async def test_provider_errors_are_retried_and_a_hung_send_is_shown_uncertain(
 
 TOWN_ADDRESS = "contactpunt@wingene.example"
 MAILBOX_CHECK = "mailbox contactpunt"
-
-
-def imap_env(monkeypatch: pytest.MonkeyPatch, dovecot: DovecotServer, account: Account) -> None:
-    for name, value in {
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_PORT": str(dovecot.port),
-        "IMAP_TLS": "none",
-        "IMAP_USER": account.user,
-        "IMAP_PASSWORD": account.password,
-    }.items():
-        monkeypatch.setenv(name, value)
 
 
 def mail(n: int, attachment: bytes | None = None) -> bytes:

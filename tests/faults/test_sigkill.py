@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from store.db import Database
 from store.models import JournalEntry, Message, OutboxRow, Ticket, table_of
 from tests.conftest import free_port
-from tests.connectors.email.conftest import Account, DovecotServer, Recorder, Start
+from tests.connectors.email.conftest import Account, DovecotServer, Recorder, Start, imap_env
 from tests.connectors.messenger.conftest import FakeGraph
 from tests.connectors.messenger.conftest import message as messenger_message
 from tests.connectors.messenger.conftest import signed as meta_signed
@@ -588,12 +588,8 @@ async def test_sigkill_on_every_channel_loses_and_doubles_nothing(
     twilio_env(monkeypatch, fake_twilio)
     telegram_env(monkeypatch, fake_telegram)
     messenger_env(monkeypatch, fake_graph)
+    imap_env(monkeypatch, dovecot, account)
     for name, value in {
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_PORT": str(dovecot.port),
-        "IMAP_TLS": "none",
-        "IMAP_USER": account.user,
-        "IMAP_PASSWORD": account.password,
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_port),
         "SMTP_TLS": "none",

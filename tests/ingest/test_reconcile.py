@@ -8,38 +8,25 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from connectors.base import CannotTell, SendError
 from ingest.dispatch import RECONCILED, Dispatcher, DispatchPolicy
 from ingest.model import Channel, DeliveryStatus, OutboundMessage, SendResult
-from ingest.pipeline import Intake, IntakePolicy
 from store.db import Database
 from store.models import Message, OutboxRow, table_of
 from tests.conftest import Clock
+from tests.ingest import test_dispatch
 from tests.ingest.test_dispatch import FakeSender, outbox
-from tests.messages import inbound, sample_rules
+
+# Three acknowledgements waiting in the outbox, as for the dispatcher's tests.
+queued = test_dispatch.queued
 
 OUTBOX = table_of(OutboxRow)
 MESSAGES = table_of(Message)
 POLICY = DispatchPolicy(
     backoff_seconds=10, backoff_max_seconds=60, send_timeout_seconds=5, lookup_attempts=3
 )
-
-
-@pytest.fixture
-async def queued(database: Database, clock: Clock) -> Database:
-    """Three tickets from e-mail citizens, so three acknowledgements wait in the outbox."""
-    rules = sample_rules()
-    intake = Intake(database.engine, lambda: rules, IntakePolicy(reference_prefix="T"), clock)
-    await intake.start()
-    for n in range(3):
-        await intake.submit(
-            inbound(f"bericht {n}", channel=Channel.EMAIL, email=f"burger{n}@example.be")
-        )
-    await intake.stop()
-    return database
 
 
 class AskingSender(FakeSender):

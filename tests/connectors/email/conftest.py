@@ -502,3 +502,15 @@ async def start_smtp() -> AsyncIterator[Start]:
         # torn down only after this fixture and still hold one, so do not wait for it forever.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 2)
+
+
+def imap_env(monkeypatch: pytest.MonkeyPatch, dovecot: DovecotServer, account: Account) -> None:
+    """Point meldpunt's mailbox at ``account`` on ``dovecot`` (plain IMAP on 127.0.0.1)."""
+    for name, value in {
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": str(dovecot.port),
+        "IMAP_TLS": "none",
+        "IMAP_USER": account.user,
+        "IMAP_PASSWORD": account.password,
+    }.items():
+        monkeypatch.setenv(name, value)

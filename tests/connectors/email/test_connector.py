@@ -38,7 +38,7 @@ from store.models import (
 )
 from store.outbox import OutboundDraft, queue_outbound
 from tests.conftest import free_port
-from tests.connectors.email.conftest import Account, DovecotServer, Recorder, Start
+from tests.connectors.email.conftest import Account, DovecotServer, Recorder, Start, imap_env
 from tests.service import RunningService, sample_config, start_server, until
 
 Client = TestClient[web.Request, web.Application]
@@ -106,12 +106,8 @@ class Town(RunningService):
 
 
 def mail_env(monkeypatch: pytest.MonkeyPatch, dovecot: DovecotServer, account: Account) -> None:
+    imap_env(monkeypatch, dovecot, account)
     for name, value in {
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_PORT": str(dovecot.port),
-        "IMAP_TLS": "none",
-        "IMAP_USER": account.user,
-        "IMAP_PASSWORD": account.password,
         "SMTP_TLS": "none",
         "SMTP_HOST": "127.0.0.1",
         "SMTP_FROM": TOWN_ADDRESS,

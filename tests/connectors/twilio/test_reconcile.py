@@ -8,56 +8,29 @@ and the test runs the dispatcher itself.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from inbox import tickets
-from meldpunt.app import RUNTIME, create_app
+from meldpunt.app import RUNTIME
 from store.models import Message, OutboxRow, table_of
-from tests.conftest import Clock
-from tests.connectors.twilio.conftest import FakeTwilio, fixture
-from tests.connectors.twilio.test_connector import CITIZEN, SMS_NUMBER, STATUS, twilio_env
-from tests.connectors.twilio.test_cycle import LAMP, SLOW_LOOPS, ClientFactory, SmsTown
-from tests.service import sample_config
+from tests.connectors.twilio import test_cycle
+from tests.connectors.twilio.conftest import fixture
+from tests.connectors.twilio.test_connector import CITIZEN, SMS_NUMBER, STATUS
+from tests.connectors.twilio.test_cycle import LAMP, SmsTown
+from tests.ingest.test_reconcile import crash_mid_send
+
+# The town of the follow-up cycle tests: Twilio faked, the loops slowed down, one clock.
+town = test_cycle.town
 
 OUTBOX = table_of(OutboxRow)
 MESSAGES = table_of(Message)
-
-
-@pytest.fixture
-async def town(
-    tmp_path: Path,
-    database_url: str,
-    aiohttp_client: ClientFactory,
-    monkeypatch: pytest.MonkeyPatch,
-    fake_twilio: FakeTwilio,
-    clock: Clock,
-) -> SmsTown:
-    twilio_env(monkeypatch, fake_twilio)
-    config = sample_config(tmp_path, database_url, monkeypatch, replace=SLOW_LOOPS)
-    monkeypatch.setattr(tickets, "utcnow", clock)
-    client = await aiohttp_client(create_app(config, migrate=True, clock=clock))
-    return SmsTown(client, fake_twilio, clock)
 
 
 async def crashed_acknowledgement(town: SmsTown) -> tuple[sa.RowMapping, datetime]:
     """The citizen's acknowledgement, left mid-send by a crash ten minutes ago."""
     await town.text(LAMP)
     started = town.clock.now - timedelta(minutes=10)
-    async with town.db.engine.begin() as conn:
-        await conn.execute(
-            sa.update(OUTBOX).values(
-                state="sending", claimed_at=started, attempt_started_at=started, attempts=1
-            )
-        )
-        await conn.execute(
-            sa.update(MESSAGES)
-            .where(MESSAGES.c.direction == "out")
-            .values(delivery_status="sending")
-        )
-    [row] = await town.rows(OutboxRow)
+    [row] = await crash_mid_send(town.db, started)
     return row, started
 
 

@@ -64,15 +64,7 @@ class Staff(ServiceProbe):
         return self._db
 
     async def reply(self, process: Process, reference: str, text: str) -> None:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{process.url}/api/v1/tickets/{reference}/replies",
-                json={"text": text},
-                headers={"Authorization": f"Bearer {await self.staff_token()}"},
-            ) as response,
-        ):
-            assert response.status == 201, await response.text()
+        await self.reply_over_http(process.url, reference, text)
 
 
 async def open_chat(http: aiohttp.ClientSession, base: str, token: str | None = None) -> Visitor:

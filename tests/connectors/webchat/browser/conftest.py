@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import pytest
 import yaml
 from aiohttp import web
@@ -151,15 +150,7 @@ class Meldpunt(ServiceProbe):
 
     async def reply(self, reference: str, text: str) -> None:
         """A member of staff answers through the REST API, as the inbox does."""
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{self.base}/api/v1/tickets/{reference}/replies",
-                json={"text": text},
-                headers={"Authorization": f"Bearer {await self.staff_token()}"},
-            ) as response,
-        ):
-            assert response.status == 201, await response.text()
+        await self.reply_over_http(self.base, reference, text)
 
 
 def chat_config(
